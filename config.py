@@ -1,0 +1,337 @@
+"""The one source of truth for sizes and hyper-parameters.
+
+Every script reads its defaults from here and exposes them as command-line flags:
+
+- `DataConfig`      corpus download and cleaning (01_prepare_data.py)
+- `TokenizerConfig` BPE training (02_train_tokenizer.py)
+- `ModelConfig`     the transformer (model.py); named presets in `PRESETS`
+- `TrainConfig`     the training loop (03_train.py); per-preset overrides in `TRAIN_PRESETS`
+
+`python config.py [PRESET ...]` prints the parameter-count breakdown of presets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict, dataclass, fields, replace
+
+# Token files store ids as uint16, so no vocabulary may exceed this.
+UINT16_LIMIT = 2**16
+
+SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")  # ids 0, 1, 2, 3
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+# ---------------------------------------------------------------------------
+# Data and tokenizer
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class DataConfig:
+    base_url: str = "https://downloads.wortschatz-leipzig.de/corpora/"
+    corpora: tuple[str, ...] = ("tat_mixed_2015_1M",)
+    connect_timeout: float = 15.0  # seconds to open a connection
+    read_timeout: float = 60.0  # seconds without a byte before giving up
+    retries: int = 3
+    min_chars: int = 10  # shorter lines are fragments, not sentences
+    max_chars: int = 1000  # longer lines are usually lists or tables
+    min_cyrillic_share: float = 0.7  # of the letters in a line
+    val_fraction: float = 0.01
+    min_val_lines: int = 300  # when the corpus allows
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    special_tokens: tuple[str, ...] = SPECIAL_TOKENS
+    encode_batch_lines: int = 10_000
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+NORMS = ("layernorm", "rmsnorm")
+MLPS = ("gelu", "swiglu")
+POS_ENCODINGS = ("rope", "learned")
+ATTENTIONS = ("sdpa", "math")
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = 8192
+    block_size: int = 256  # context length in tokens
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 512
+    ffn_hidden: int = 2048
+    dropout: float = 0.1
+    bias: bool = False
+    rope_theta: float = 10000.0
+    # Variant switches (see docs/ARCHITECTURE.md).
+    norm: str = "layernorm"  # layernorm | rmsnorm
+    mlp: str = "gelu"  # gelu | swiglu
+    pos_encoding: str = "rope"  # rope | learned
+    n_kv_head: int | None = None  # grouped-query attention; None = n_head
+    sliding_window: int | None = None  # attend to at most this many past tokens
+    attention: str = "sdpa"  # sdpa (fused kernels) | math (plain, for teaching)
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    def validate(self) -> None:
+        """Raise ValueError with a readable message for an inconsistent config."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd", "ffn_hidden"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.vocab_size > UINT16_LIMIT:
+            raise ValueError(
+                f"vocab_size {self.vocab_size} does not fit the uint16 token files "
+                f"(at most {UINT16_LIMIT})"
+            )
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        if self.pos_encoding == "rope" and self.head_dim % 2:
+            raise ValueError(
+                f"RoPE rotates pairs of channels, so the head dim must be even; "
+                f"n_embd/n_head = {self.head_dim}"
+            )
+        if self.n_kv_head is not None:
+            if self.n_kv_head <= 0 or self.n_head % self.n_kv_head:
+                raise ValueError(
+                    f"n_head ({self.n_head}) must be a multiple of n_kv_head ({self.n_kv_head})"
+                )
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"sliding_window must be positive or None, got {self.sliding_window}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.rope_theta <= 0:
+            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
+        for name, allowed in (
+            ("norm", NORMS),
+            ("mlp", MLPS),
+            ("pos_encoding", POS_ENCODINGS),
+            ("attention", ATTENTIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"ModelConfig.{name} must be one of {', '.join(allowed)}; "
+                    f"got {getattr(self, name)!r}"
+                )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # Fast CPU runs and tests.
+    "tiny": ModelConfig(n_layer=3, n_head=4, n_embd=128, ffn_hidden=512, dropout=0.0),
+    # The reference Tatar-GPT: ≈23.1M parameters.
+    "small": ModelConfig(),
+    "medium": ModelConfig(n_layer=8, n_head=10, n_embd=640, ffn_hidden=2560),
+    "large": ModelConfig(n_layer=12, n_head=12, n_embd=768, ffn_hidden=3072, block_size=512),
+    # Architecture variants of about the size of `small`.
+    "gpt2": ModelConfig(pos_encoding="learned"),
+    # SwiGLU has three matrices; 1376 keeps the MLP at about 2/3 × 3 × 512 × 2048 weights.
+    "llama": ModelConfig(norm="rmsnorm", mlp="swiglu", ffn_hidden=1376),
+    # GQA (2 KV heads) frees attention weights; a wider MLP gives them back.
+    "mistral": ModelConfig(
+        norm="rmsnorm", mlp="swiglu", ffn_hidden=1632, n_kv_head=2, sliding_window=128
+    ),
+}
+
+
+def get_preset(name: str, **overrides) -> ModelConfig:
+    """Return a fresh copy of the named preset, with field overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+    return replace(PRESETS[name], **overrides)
+
+
+# ---------------------------------------------------------------------------
+# Parameter count, computed from the config alone (tests check it against the model)
+# ---------------------------------------------------------------------------
+
+
+def param_breakdown(cfg: ModelConfig) -> dict[str, int]:
+    """Number of parameters of each part of the model described by `cfg`."""
+    c, b = cfg.n_embd, int(cfg.bias)
+    norm = c + (c * b if cfg.norm == "layernorm" else 0)  # RMSNorm has no bias
+    kv = cfg.kv_heads * cfg.head_dim
+    attn = (c * (c + 2 * kv) + (c + 2 * kv) * b) + (c * c + c * b)
+    n_up = 2 if cfg.mlp == "swiglu" else 1
+    mlp = n_up * (c * cfg.ffn_hidden + cfg.ffn_hidden * b) + (cfg.ffn_hidden * c + c * b)
+    block = 2 * norm + attn + mlp
+    parts = {
+        "token embedding (tied with LM head)": cfg.vocab_size * c,
+        "position embedding": cfg.block_size * c if cfg.pos_encoding == "learned" else 0,
+        "attention per block": attn,
+        "MLP per block": mlp,
+        "norms per block": 2 * norm,
+        f"all {cfg.n_layer} blocks": cfg.n_layer * block,
+        "final norm": norm,
+    }
+    parts["total"] = (
+        parts["token embedding (tied with LM head)"]
+        + parts["position embedding"]
+        + parts[f"all {cfg.n_layer} blocks"]
+        + parts["final norm"]
+    )
+    return parts
+
+
+def param_table(names: list[str] | None = None) -> str:
+    """A Markdown table of the parameter breakdown of the named presets."""
+    names = list(PRESETS) if names is None else names
+    rows = [
+        "| preset | layers | heads (kv) | dim | FFN | norm / MLP / positions | embedding "
+        "| per block | total |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for name in names:
+        cfg = get_preset(name)
+        p = param_breakdown(cfg)
+        per_block = p["attention per block"] + p["MLP per block"] + p["norms per block"]
+        rows.append(
+            f"| {name} | {cfg.n_layer} | {cfg.n_head} ({cfg.kv_heads}) | {cfg.n_embd} "
+            f"| {cfg.ffn_hidden} | {cfg.norm} / {cfg.mlp} / {cfg.pos_encoding} "
+            f"| {p['token embedding (tied with LM head)'] + p['position embedding']:,} "
+            f"| {per_block:,} | {p['total']:,} |"
+        )
+    return "\n".join(rows)
+
+
+def print_param_breakdown(name: str) -> None:
+    """Print the parameter count of every part of one preset."""
+    cfg = get_preset(name)
+    print(f"preset {name}: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} dims, "
+          f"head dim {cfg.head_dim}, FFN {cfg.ffn_hidden}, vocab {cfg.vocab_size}, "
+          f"context {cfg.block_size}")
+    for part, n in param_breakdown(cfg).items():
+        print(f"  {part:<38} {n:>12,}")
+
+
+# ---------------------------------------------------------------------------
+# Training
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    preset: str = "small"
+    data_dir: str = "data"
+    tokenizer_dir: str = "tokenizer"
+    out_dir: str = "models"
+    max_iters: int = 10_000
+    eval_interval: int = 250
+    eval_iters: int = 50
+    log_interval: int = 10
+    batch_size: int = 32
+    grad_accum: int = 4  # effective batch = batch_size * grad_accum sequences
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_iters: int = 100
+    lr_decay_iters: int = 0  # the cosine reaches min_lr here; 0 = max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    patience: int = 0  # evaluations without improvement before stopping; 0 = off
+    seed: int = 1337
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    compile: bool = False
+    gradient_checkpointing: bool = False
+    resume: bool = False
+    plot: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TRAIN_HELP = {
+    "preset": "model preset (see config.PRESETS)",
+    "data_dir": "folder holding processed/{train,val}.bin and meta.json",
+    "tokenizer_dir": "folder holding tokenizer.json",
+    "out_dir": "where checkpoints, the log and the loss curve go",
+    "max_iters": "optimizer steps to train for",
+    "eval_interval": "evaluate on train and val every N steps",
+    "eval_iters": "batches per evaluation",
+    "log_interval": "update the progress bar every N steps",
+    "batch_size": "sequences per micro-batch",
+    "grad_accum": "micro-batches per optimizer step",
+    "lr": "peak learning rate (after warm-up)",
+    "min_lr": "final learning rate of the cosine decay",
+    "warmup_iters": "steps of linear warm-up",
+    "lr_decay_iters": "step at which the cosine decay reaches min_lr (0 = max_iters)",
+    "weight_decay": "AdamW weight decay on 2-D weights",
+    "beta1": "AdamW beta1",
+    "beta2": "AdamW beta2",
+    "grad_clip": "clip the gradient norm to this value (0 = off)",
+    "patience": "stop after N evaluations without val improvement (0 = off)",
+    "seed": "seed for Python, NumPy and torch",
+    "device": "auto | cpu | cuda | mps",
+    "dtype": "auto | float32 | bfloat16 | float16 (autocast precision)",
+    "compile": "compile the model with torch.compile",
+    "gradient_checkpointing": "recompute activations in backward to save memory",
+    "resume": "continue from OUT_DIR/last.pt",
+    "plot": "draw OUT_DIR/loss_curve.png from the log and exit",
+}
+
+# Training settings that make sense for a preset, on top of TrainConfig's defaults.
+TRAIN_PRESETS: dict[str, dict] = {
+    "tiny": dict(
+        max_iters=300, eval_interval=50, eval_iters=10, batch_size=16, grad_accum=1,
+        lr=2e-3, min_lr=2e-4, warmup_iters=20,
+    ),
+    "large": dict(batch_size=16, grad_accum=8),
+}
+
+
+def get_train_config(preset: str = "small", **overrides) -> TrainConfig:
+    """TrainConfig defaults, then the preset's training overrides, then `overrides`."""
+    get_preset(preset)  # validates the name
+    values = {**TRAIN_PRESETS.get(preset, {}), **overrides, "preset": preset}
+    return TrainConfig(**values)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Print the parameter breakdown of presets.")
+    parser.add_argument("presets", nargs="*", help=f"presets (default: all): {', '.join(PRESETS)}")
+    parser.add_argument("--markdown", action="store_true", help="print one Markdown table")
+    args = parser.parse_args(argv)
+    try:
+        names = args.presets or list(PRESETS)
+        if args.markdown:
+            print(param_table(names))
+        else:
+            for name in names:
+                print_param_breakdown(name)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+# Sourced by run_pipeline.sh and run_tests.sh: make .venv and install what is missing.
+# Usage: source scripts/ensure_venv.sh requirements.txt
+# TORCH_SPEC overrides the torch that is installed when none is present.
+
+_req_file="${1:-requirements.txt}"
+_python="${PYTHON:-python3}"
+
+if ! command -v "$_python" >/dev/null 2>&1; then
+    echo "error: $_python not found. Install Python 3.10 or newer, then run this again." >&2
+    exit 2
+fi
+if ! "$_python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "error: Python 3.10 or newer is needed; $_python is $("$_python" --version 2>&1)." >&2
+    echo "Set PYTHON=/path/to/python3.11 and run this again." >&2
+    exit 2
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "==> creating .venv with $("$_python" --version 2>&1)"
+    "$_python" -m venv .venv
+fi
+
+# torch first: the pinned version we test with (a plain `torch` may pull a multi-GB build).
+if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
+    echo "==> installing ${TORCH_SPEC:-torch==2.13.0}"
+    .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
+fi
+
+# The rest, once per version of the requirement files (a stamp records what was installed).
+_stamp=".venv/.installed-$(cat requirements*.txt | sha256sum | cut -c1-16)-$(basename "$_req_file")"
+if [ ! -f "$_stamp" ]; then
+    echo "==> installing $_req_file"
+    .venv/bin/python -m pip install --quiet -r "$_req_file"
+    touch "$_stamp"
+fi
