@@ -3,7 +3,7 @@
 - files: atomic writes, hashes
 - tokenizer: `load_tokenizer`, the check that token files match the tokenizer
 - device and precision: `get_device`, `pick_dtype`, `set_seed`
-- model: `load_model`, `generate_text`, `stream_text`, `perplexity`, `bits_per_char`
+- model: `load_model`, `model_card`, `generate_text`, `stream_text`, `perplexity`, `bits_per_char`
 """
 
 from __future__ import annotations
@@ -421,3 +421,35 @@ def bits_per_char(model, tokenizer: Tokenizer, text: str | Path | list[str]) -> 
     """Total nll in bits divided by characters: comparable across tokenizers."""
     s = score_text(model, tokenizer, _lines(text))
     return s["nll"] / max(1, s["chars"]) / math.log(2)
+
+
+# ---------------------------------------------------------------------------
+# The model card shown by quick_test.py, app.py and the notebook
+# ---------------------------------------------------------------------------
+
+
+def model_card(ckpt: dict, model) -> dict[str, str]:
+    """Readable facts about a trained checkpoint, in display order."""
+    cfg = model.config
+    metrics = ckpt.get("metrics") or {}
+    best = ckpt.get("best_val_loss", float("nan"))
+    train_cfg = ckpt.get("train_config", {})
+    card = {
+        "preset": str(train_cfg.get("preset", "?")),
+        "parameters": f"{model.num_params():,} ({model.num_params() / 1e6:.2f}M)",
+        "architecture": f"{cfg.n_layer} layers × {cfg.n_head} heads × {cfg.n_embd} dims, "
+                        f"{cfg.norm}, {cfg.mlp}, {cfg.pos_encoding} positions",
+        "context": f"{cfg.block_size} tokens",
+        "vocabulary": f"{cfg.vocab_size:,} BPE tokens",
+        "training iterations": f"{ckpt.get('iter', '?'):,}" if isinstance(ckpt.get("iter"), int)
+        else "?",
+        "tokens seen": f"{ckpt.get('tokens_seen', 0):,}",
+        "best val loss": f"{best:.4f}",
+        "val perplexity": f"{math.exp(min(best, 50)):.2f}",
+        "val bits per char": f"{metrics['val_bpc']:.3f}" if "val_bpc" in metrics else "?",
+        "trained on": f"{ckpt.get('device', '?')}, {ckpt.get('dtype', '?')} precision, "
+                      f"{ckpt.get('world_size', 1)} process(es), "
+                      f"{ckpt.get('train_time_s', 0):.0f} s",
+        "initialisation": str(ckpt.get("init", "?")),
+    }
+    return card

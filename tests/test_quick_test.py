@@ -1,0 +1,82 @@
+"""quick_test.py run as a student runs it, on the session's tiny checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+ROWS = [
+    "Trained from scratch", "Decoder-only transformer", "Context ≥ 256 tokens",
+    "Low-resource language", "Adequate generation", "rotary position embeddings",
+    "mixed precision", "gradient checkpointing", "FlashAttention", "Apple MPS autodetection",
+    "architecture presets",
+]
+
+
+def run_quick_test(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "quick_test.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def checklist_run(tiny_checkpoint):
+    return run_quick_test("--checkpoint", str(tiny_checkpoint.checkpoint),
+                          "--tokenizer", str(tiny_checkpoint.tokenizer_dir),
+                          "--data-dir", str(tiny_checkpoint.data_dir), "--checklist")
+
+
+def test_checklist_passes_and_prints_every_row(checklist_run):
+    out = checklist_run.stdout
+    assert checklist_run.returncode == 0, out + checklist_run.stderr
+    table = out[out.index("Grading checklist"):]
+    for row in ROWS:
+        line = next((ln for ln in table.splitlines() if row in ln), None)
+        assert line is not None, f"row {row!r} missing"
+        assert line.startswith("| ✅"), line
+    assert "required: 5/5 passed" in out
+
+
+def test_model_card_samples_and_perplexity_are_printed(checklist_run, tiny_checkpoint):
+    out = checklist_run.stdout
+    assert "preset               tiny" in out
+    assert "context              256 tokens" in out
+    for prompt in ["Казан шәһәре", "Татарстан", "Габдулла Тукай", "Мин татарча", "Яз көне"]:
+        assert f"«{prompt}»" in out
+        for t in ("0.3", "0.8", "1.2"):
+            assert f"  T={t}: {prompt}" in out
+    first_val = (tiny_checkpoint.data_dir / "processed" / "val.txt").read_text(
+        encoding="utf-8").splitlines()[0]
+    assert first_val[:70] in out
+    assert "all 5 together: perplexity" in out
+
+
+def test_same_seed_same_samples(tiny_checkpoint, checklist_run):
+    again = run_quick_test("--checkpoint", str(tiny_checkpoint.checkpoint),
+                           "--tokenizer", str(tiny_checkpoint.tokenizer_dir),
+                           "--data-dir", str(tiny_checkpoint.data_dir))
+    assert again.returncode == 0
+    samples = checklist_run.stdout[checklist_run.stdout.index("Samples"):
+                                   checklist_run.stdout.index("Held-out")]
+    assert samples in again.stdout
+
+
+def test_missing_training_log_fails_a_required_item(tiny_checkpoint, tmp_path):
+    lonely = tmp_path / "best_model.pt"
+    shutil.copy(tiny_checkpoint.checkpoint, lonely)  # no train_log.jsonl beside it
+    run = run_quick_test("--checkpoint", str(lonely), "--tokenizer",
+                         str(tiny_checkpoint.tokenizer_dir), "--data-dir",
+                         str(tiny_checkpoint.data_dir), "--checklist")
+    assert run.returncode == 1
+    assert "| ❌ | Trained from scratch" in run.stdout
+
+
+def test_without_checkpoint_one_clear_message_and_exit_2(tmp_path):
+    run = run_quick_test("--checkpoint", str(tmp_path / "none.pt"))
+    assert run.returncode == 2
+    assert "no checkpoint at" in run.stderr and "python 03_train.py" in run.stderr
+    assert "Traceback" not in run.stderr
