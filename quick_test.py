@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tokenizer folder (default: %(default)s)")
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/val.txt and stats.json (default: %(default)s)")
-    parser.add_argument("--device", default="cpu",
+    parser.add_argument("--device", default="auto",
                         help="auto | cpu | cuda | mps (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=40,
                         help="tokens generated per prompt (default: %(default)s)")

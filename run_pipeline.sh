@@ -220,7 +220,7 @@ fi
 if run_stage 4; then
     header 4 "check the model (quick_test.py --checklist)"
     status=0
-    "$PY" quick_test.py --checklist --device auto || status=$?
+    "$PY" quick_test.py --checklist --device "$device" || status=$?
     footer 4 "checklist"
     if [ "$status" != 0 ]; then
         echo "error: the checklist failed (exit $status); see the table above." >&2
