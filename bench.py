@@ -1,0 +1,454 @@
+"""Benchmark Tatar-GPT on this machine: training speed, MFU, generation speed, peak memory.
+
+For one preset (default `small`, batch 8 × 256) on the CPU it measures
+
+1. training tokens/s: forward + backward + gradient clipping + AdamW step, dropout as in the
+   preset, in fp32 and under `torch.autocast("cpu", dtype=torch.bfloat16)`; and in fp32 with
+   learned positions instead of RoPE, which prices RoPE;
+2. model FLOPs utilisation (MFU): `model.flops_per_token() × tokens/s` over the measured
+   peak of large square matmuls in the same precision (fp32 matmul, bf16 matmul);
+3. batch-1 greedy generation tokens/s (16-token prompt, 240 new tokens) with and without
+   the KV cache, next to the ceiling that memory bandwidth puts on it: at batch 1 every
+   weight is read once per token, so tokens/s ≤ read bandwidth / weight bytes;
+4. peak memory of a training step with and without gradient checkpointing: the peak RSS
+   (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) of a fresh spawned process per variant,
+   and its increase over the same process right after building the model and optimizer.
+
+Every time is the median of several repetitions after warm-up; the training variants are
+interleaved step by step, so that other processes slow them alike. On a shared machine
+timings still move by 10–20 % between runs: compare figures from the same run.
+
+    python bench.py                           # small preset: about 3 minutes on 2 cores
+    python bench.py --quick                   # tiny preset, small sizes: a smoke run
+    python bench.py --only train,generate     # some sections: peak, train, generate, memory
+
+Prints a table and writes the figures as JSON to --out (default bench_results/bench.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+
+import config
+from model import GPT
+
+SECTIONS = ("peak", "train", "generate", "memory")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+    """Seconds taken by each of `repeats` calls of fn, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def machine_info() -> dict:
+    cpu, flags = platform.processor(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and not cpu:
+                cpu = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    return {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "native_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def make_optimizer(model: GPT) -> torch.optim.Optimizer:
+    """AdamW with the training defaults of config.TrainConfig, as 03_train.py builds it."""
+    tc = config.TrainConfig()
+    return torch.optim.AdamW(model.optim_groups(tc.weight_decay), lr=tc.lr,
+                             betas=(tc.beta1, tc.beta2), fused=True)
+
+
+def make_train_step(model: GPT, batch: int, seq: int, precision: str) -> Callable[[], float]:
+    """A closure doing one full training step on a fixed random batch; returns the loss."""
+    optimizer = make_optimizer(model)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g)
+    y = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g)
+    grad_clip = config.TrainConfig().grad_clip
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
+                else nullcontext())
+
+    def step() -> float:
+        with autocast:
+            _, loss = model(x, y)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.item()
+
+    return step
+
+
+# ---------------------------------------------------------------------------
+# 1–2. Matmul peak, training throughput and MFU
+# ---------------------------------------------------------------------------
+
+
+def matmul_peak(precision: str, n: int, repeats: int) -> float:
+    """FLOP/s of an n×n @ n×n matmul in this precision (median of `repeats`)."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
+    b = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
+    times = timed(lambda: a @ b, warmup=2, repeats=repeats)
+    return 2 * n**3 / statistics.median(times)
+
+
+def train_throughput(cfg: config.ModelConfig, variants: dict[str, tuple[dict, str]],
+                     batch: int, seq: int, warmup: int, repeats: int) -> dict[str, dict]:
+    """Tokens/s of a training step for each variant {name: (config overrides, precision)}.
+
+    The variants take turns step by step, so a burst of load elsewhere hits all of them.
+    """
+    steps, models = {}, {}
+    for name, (overrides, precision) in variants.items():
+        torch.manual_seed(0)
+        models[name] = GPT(replace(cfg, **overrides)).train()
+        steps[name] = make_train_step(models[name], batch, seq, precision)
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name] += timed(step, warmup=0, repeats=1)
+    results = {}
+    for name, (_, precision) in variants.items():
+        median = statistics.median(times[name])
+        results[name] = {
+            "precision": precision,
+            "tokens_per_s": batch * seq / median,
+            "step_s_median": median,
+            "step_s_all": times[name],
+            "flops_per_token": models[name].flops_per_token(seq),
+        }
+    return results
+
+
+# ---------------------------------------------------------------------------
+# 3. Generation
+# ---------------------------------------------------------------------------
+
+
+def read_bandwidth(megabytes: int, repeats: int) -> float:
+    """Bytes/s of reading a float32 array much larger than the caches (a sum)."""
+    a = torch.ones(megabytes * 2**20 // 4)
+    times = timed(lambda: a.sum(), warmup=2, repeats=repeats)
+    return a.numel() * 4 / statistics.median(times)
+
+
+def generation_speed(model: GPT, prompt_len: int, new_tokens: int, use_cache: bool,
+                     repeats: int) -> dict:
+    """Greedy batch-1 generation tokens/s (prompt processing included, as a user waits it)."""
+    prompt = torch.randint(0, model.config.vocab_size, (1, prompt_len),
+                           generator=torch.Generator().manual_seed(0))
+
+    def run() -> None:
+        model.generate(prompt, new_tokens, temperature=0, use_cache=use_cache)
+
+    times = timed(run, warmup=1, repeats=repeats)
+    return {"tokens_per_s": new_tokens / statistics.median(times), "run_s_all": times}
+
+
+# ---------------------------------------------------------------------------
+# 4. Peak memory, one fresh process per variant
+# ---------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10  # macOS reports bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+def memory_child(cfg_dict: dict, batch: int, seq: int, precision: str, steps: int,
+                 threads: int) -> dict:
+    """Runs in a fresh process: peak RSS after building, and after `steps` training steps."""
+    torch.set_num_threads(threads)  # a spawned process starts from torch's default
+    torch.manual_seed(0)
+    model = GPT(config.ModelConfig.from_dict(cfg_dict)).train()
+    step = make_train_step(model, batch, seq, precision)
+    baseline = peak_rss_mb()  # torch, the model and its (still empty) optimizer
+    for _ in range(steps):  # the first step allocates gradients and AdamW's moments
+        step()
+    return {"model_only_mb": baseline, "peak_mb": peak_rss_mb()}
+
+
+def peak_memory(cfg: config.ModelConfig, checkpointing: bool, batch: int, seq: int,
+                precision: str, steps: int) -> dict:
+    cfg_dict = replace(cfg, gradient_checkpointing=checkpointing).to_dict()
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        result = pool.submit(memory_child, cfg_dict, batch, seq, precision, steps,
+                             torch.get_num_threads()).result()
+    result["step_increase_mb"] = result["peak_mb"] - result["model_only_mb"]
+    return result
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "%":
+        return f"{value:.1f} %"
+    if unit == "×":
+        return f"{value:.1f}×"
+    if unit in ("GFLOP/s", "GB/s"):
+        return f"{value:,.1f} {unit}"
+    return f"{value:,.0f} {unit}"
+
+
+def print_table(rows: list[tuple[str, float, str, str]]) -> None:
+    if not rows:
+        print("nothing measured")
+        return
+    width = max(len(r[0]) for r in rows)
+    values = [fmt(r[1], r[2]) for r in rows]
+    vwidth = max(len(v) for v in values)
+    print(f"{'measurement':<{width}}  {'value':>{vwidth}}  note")
+    print(f"{'-' * width}  {'-' * vwidth}  {'-' * 4}")
+    for (name, _, _, note), value in zip(rows, values, strict=True):
+        print(f"{name:<{width}}  {value:>{vwidth}}  {note}")
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Measure training and generation speed and training memory on this CPU.")
+    parser.add_argument("--preset", choices=list(config.PRESETS), default=None,
+                        help="model preset (default: small; tiny with --quick)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="training sequences per step (default: 8; 2 with --quick)")
+    parser.add_argument("--seq-len", type=int, default=None,
+                        help="training tokens per sequence (default: 256; 64 with --quick)")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="timed repetitions per figure (default: 5; 2 with --quick)")
+    parser.add_argument("--prompt-len", type=int, default=16, help="generation prompt tokens")
+    parser.add_argument("--new-tokens", type=int, default=None,
+                        help="generated tokens per run (default: 240; 24 with --quick)")
+    parser.add_argument("--matmul-size", type=int, default=None,
+                        help="side of the square matmuls timed for the peak "
+                             "(default: 2048; 256 with --quick)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch.set_num_threads (default: torch's own choice)")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run (default: all): "
+                             f"{', '.join(SECTIONS)}")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny preset, small sizes, few repetitions")
+    parser.add_argument("--out", type=Path, default=Path("bench_results/bench.json"),
+                        help="where to write the JSON results")
+    return parser
+
+
+@dataclass
+class Settings:
+    """What to measure, resolved from the flags (--quick changes the defaults)."""
+
+    cfg: config.ModelConfig
+    preset: str
+    batch: int
+    seq: int
+    repeats: int
+    prompt_len: int
+    new_tokens: int
+    matmul_n: int
+    quick: bool
+
+    @property
+    def shape(self) -> str:
+        return f"{self.batch}×{self.seq} tokens"
+
+
+Row = tuple[str, float, str, str]  # measurement, value, unit, note
+
+
+def run_peak(s: Settings, results: dict) -> list[Row]:
+    peaks = {p: matmul_peak(p, s.matmul_n, repeats=max(3, s.repeats)) for p in PRECISIONS}
+    results["matmul_peak_flops"] = peaks
+    return [(f"matmul peak {p}", flops / 1e9, "GFLOP/s", f"{s.matmul_n}³ matmul, median")
+            for p, flops in peaks.items()]
+
+
+def run_train(s: Settings, results: dict) -> list[Row]:
+    variants = {"fp32": ({}, "fp32"), "bf16": ({}, "bf16")}
+    if s.cfg.pos_encoding == "rope":  # the same model with learned positions prices RoPE
+        variants["fp32, learned positions"] = ({"pos_encoding": "learned"}, "fp32")
+    train = train_throughput(s.cfg, variants, s.batch, s.seq, warmup=2, repeats=s.repeats)
+    results["train"] = train
+    rows = []
+    for name, r in train.items():
+        rows.append((f"train {name}", r["tokens_per_s"], "tok/s",
+                     f"{s.shape}/step, dropout {s.cfg.dropout}, median of {s.repeats} steps"))
+        peak = results.get("matmul_peak_flops", {}).get(r["precision"])
+        if peak:
+            r["mfu"] = r["flops_per_token"] * r["tokens_per_s"] / peak
+            rows.append((f"  MFU {name}", 100 * r["mfu"], "%",
+                         f"{r['flops_per_token'] / 1e6:.0f} MFLOP/token vs the "
+                         f"{r['precision']} matmul peak"))
+    return rows
+
+
+def run_generate(s: Settings, results: dict) -> list[Row]:
+    torch.manual_seed(0)
+    model = GPT(s.cfg).eval()
+    bandwidth = read_bandwidth(32 if s.quick else 512, repeats=max(5, s.repeats))
+    # Batch 1 reads every weight once per token: the tied embedding once (as the LM head),
+    # a learned position embedding only one row.
+    wpe = model.wpe.weight.numel() if model.wpe is not None else 0
+    weight_bytes = (model.num_params() - wpe) * model.wte.weight.element_size()
+    gen = {
+        "read_bandwidth_bytes_per_s": bandwidth,
+        "weight_bytes": weight_bytes,
+        "bandwidth_ceiling_tokens_per_s": bandwidth / weight_bytes,
+        "prompt_len": s.prompt_len,
+        "new_tokens": s.new_tokens,
+    }
+    for use_cache in (True, False):
+        runs = s.repeats if use_cache else min(s.repeats, 3)  # the slow one runs less often
+        gen["kv_cache" if use_cache else "no_cache"] = generation_speed(
+            model, s.prompt_len, s.new_tokens, use_cache, runs)
+    gen["speedup"] = gen["kv_cache"]["tokens_per_s"] / gen["no_cache"]["tokens_per_s"]
+    results["generate"] = gen
+    note = f"batch 1, {s.prompt_len}-token prompt, {s.new_tokens} new, greedy, median"
+    return [
+        ("generate with KV cache", gen["kv_cache"]["tokens_per_s"], "tok/s", note),
+        ("generate without cache", gen["no_cache"]["tokens_per_s"], "tok/s", note),
+        ("  cache speed-up", gen["speedup"], "×", "with / without"),
+        ("memory read bandwidth", bandwidth / 1e9, "GB/s", "sum of a large fp32 array, median"),
+        ("  decode ceiling", gen["bandwidth_ceiling_tokens_per_s"], "tok/s",
+         f"bandwidth / {weight_bytes / 1e6:.1f} MB of weights read per token"),
+    ]
+
+
+def run_memory(s: Settings, results: dict) -> list[Row]:
+    memory: dict = {"method": "peak RSS (ru_maxrss) of a fresh spawned process per variant; "
+                              "model-only = right after building the model and optimizer"}
+    for name, ckpt in (("no checkpointing", False), ("gradient checkpointing", True)):
+        memory[name] = peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", steps=2)
+    plain, ckpt = memory["no checkpointing"], memory["gradient checkpointing"]
+    memory["peak_reduction"] = 1 - ckpt["peak_mb"] / plain["peak_mb"]
+    # A tiny model's step can stay within memory that the process had already peaked at.
+    memory["increase_reduction"] = (1 - ckpt["step_increase_mb"] / plain["step_increase_mb"]
+                                    if plain["step_increase_mb"] > 0 else None)
+    results["memory"] = memory
+    rows = [(f"peak RSS, {name}", memory[name]["peak_mb"], "MB",
+             f"fp32 {s.shape}; +{memory[name]['step_increase_mb']:,.0f} MB over "
+             f"model-only {memory[name]['model_only_mb']:,.0f} MB")
+            for name in ("no checkpointing", "gradient checkpointing")]
+    increase = memory["increase_reduction"]
+    rows.append(("  checkpointing saves", 100 * memory["peak_reduction"], "%",
+                 "of the peak" + ("" if increase is None else
+                                  f"; {100 * increase:.1f} % of the increase over model-only")))
+    return rows
+
+
+SECTION_RUNNERS = {"peak": run_peak, "train": run_train, "generate": run_generate,
+                   "memory": run_memory}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sections = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(f"error: unknown section(s) {', '.join(unknown)}; choose from "
+              f"{', '.join(SECTIONS)} (e.g. --only train,generate)", file=sys.stderr)
+        return 2
+    quick = args.quick
+    preset = args.preset or ("tiny" if quick else "small")
+    cfg = config.get_preset(preset)
+    s = Settings(
+        cfg=cfg, preset=preset, quick=quick,
+        batch=args.batch_size or (2 if quick else 8),
+        seq=args.seq_len or (64 if quick else cfg.block_size),
+        repeats=args.repeats or (2 if quick else 5),
+        prompt_len=args.prompt_len,
+        new_tokens=args.new_tokens or (24 if quick else 240),
+        matmul_n=args.matmul_size or (256 if quick else 2048),
+    )
+    if not 1 <= s.seq <= cfg.block_size:
+        print(f"error: --seq-len must be in 1…{cfg.block_size} (the context of {preset})",
+              file=sys.stderr)
+        return 2
+    if min(s.batch, s.repeats, s.prompt_len, s.new_tokens, s.matmul_n) < 1:
+        print("error: sizes and --repeats must be ≥ 1", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+
+    info = machine_info()
+    print(f"Tatar-GPT bench: preset {preset}, {info['cpu'] or 'CPU'}, "
+          f"{info['torch_threads']} torch threads, torch {info['torch']}")
+    results: dict = {"machine": info, "preset": preset, "model_config": cfg.to_dict(),
+                     "batch_size": s.batch, "seq_len": s.seq, "repeats": s.repeats,
+                     "load_average_before": list(os.getloadavg())}
+    rows: list[Row] = []
+    for name in SECTIONS:  # in this order: MFU needs the peak first
+        if name in sections:
+            rows += SECTION_RUNNERS[name](s, results)
+    results["load_average_after"] = list(os.getloadavg())
+    results["table"] = [{"measurement": n.strip(), "value": v, "unit": u, "note": note}
+                        for n, v, u, note in rows]
+
+    print()
+    print_table(rows)
+    busy = max(results["load_average_before"][0], results["load_average_after"][0])
+    if busy > 0.5 * (os.cpu_count() or 1) + 1:
+        print(f"\nnote: load average {busy:.1f} on {os.cpu_count()} CPUs: other processes "
+              f"were running, so these timings are pessimistic; run again when it is idle.")
+    write_json(args.out, results)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,474 @@
+"""Tests of model.py: shapes, causality, RoPE, attention paths, KV cache, sampling, init.
+
+Everything runs on CPU with tiny configs (vocab 256, context 32) in a few seconds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+import config
+from config import ModelConfig, get_preset, param_breakdown
+from model import GPT, KVCache, RotaryEmbedding, sample_next
+
+V, BLOCK = 256, 32
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Run these tiny models on one thread: as fast alone, and ~10× faster on a busy machine.
+
+    With two threads every small op is a parallel region that waits for the second thread;
+    when another process holds that core, each wait costs a scheduler time slice.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(**overrides) -> ModelConfig:
+    """The tiny preset at test sizes; `overrides` switch variants on."""
+    return get_preset("tiny", **{"vocab_size": V, "block_size": BLOCK, "dropout": 0.0,
+                                 **overrides})
+
+
+def build(cfg: ModelConfig, seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    return GPT(cfg).eval()
+
+
+def tokens(B: int, T: int, seed: int = 1, vocab: int = V) -> torch.Tensor:
+    return torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(seed))
+
+
+# Every architecture switch on its own, and a few together.
+VARIANTS = {
+    "default": {},
+    "rmsnorm": {"norm": "rmsnorm"},
+    "swiglu": {"mlp": "swiglu"},
+    "learned": {"pos_encoding": "learned"},
+    "gqa": {"n_kv_head": 2},
+    "mqa": {"n_kv_head": 1},
+    "window": {"sliding_window": 5},
+    "math": {"attention": "math"},
+    "math-window-gqa": {"attention": "math", "sliding_window": 5, "n_kv_head": 2},
+    "bias": {"bias": True},
+    "llama-like": {"norm": "rmsnorm", "mlp": "swiglu", "n_kv_head": 2, "sliding_window": 7},
+}
+
+
+def shrunk_preset(name: str) -> ModelConfig:
+    """A named preset's architecture (norm, MLP, positions, GQA, window) at tiny sizes."""
+    cfg = get_preset(name)
+    window = None if cfg.sliding_window is None else 6  # keep it shorter than the context
+    return replace(cfg, vocab_size=V, block_size=BLOCK, n_layer=2, n_head=4, n_embd=64,
+                   ffn_hidden=96, dropout=0.0, sliding_window=window)
+
+
+# ---------------------------------------------------------------------------
+# Shapes and loss
+# ---------------------------------------------------------------------------
+
+
+def test_shapes_and_initial_loss_is_log_vocab():
+    model = build(tiny())
+    idx, targets = tokens(4, BLOCK), tokens(4, BLOCK, seed=2)
+    logits, loss = model(idx, targets)
+    assert logits.shape == (4, BLOCK, V)
+    assert abs(loss.item() - math.log(V)) < 0.15, loss.item()
+
+    logits, loss = model(idx)
+    assert logits.shape == (4, 1, V) and loss is None
+    full, _ = model(idx, all_logits=True)
+    assert full.shape == (4, BLOCK, V)
+    torch.testing.assert_close(full[:, -1:], logits)
+
+
+def test_forward_rejects_a_sequence_longer_than_the_context():
+    model = build(tiny())
+    with pytest.raises(ValueError, match="exceeds the context of 32"):
+        model(tokens(1, BLOCK + 1))
+
+
+# ---------------------------------------------------------------------------
+# Causality
+# ---------------------------------------------------------------------------
+
+
+def assert_causal(model: GPT, T: int = 20) -> None:
+    idx = tokens(2, T)
+    logits, _ = model(idx, all_logits=True)
+    for t in (0, 4, T // 2, T - 2):
+        changed = idx.clone()
+        changed[:, t + 1 :] = (changed[:, t + 1 :] + 7) % V
+        new, _ = model(changed, all_logits=True)
+        torch.testing.assert_close(new[:, : t + 1], logits[:, : t + 1], rtol=0, atol=1e-5)
+        # ...and the future tokens did change something after t: the test can fail.
+        assert not torch.allclose(new[:, t + 1 :], logits[:, t + 1 :], atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_causal_for_every_variant(variant):
+    assert_causal(build(tiny(**VARIANTS[variant])))
+
+
+@pytest.mark.parametrize("name", config.PRESETS)
+def test_causal_for_every_preset_architecture(name):
+    assert_causal(build(shrunk_preset(name)))
+
+
+def test_sliding_window_sees_exactly_window_tokens():
+    # One layer: the logits at t depend on tokens t−window+1 … t and on nothing older.
+    window, t = 4, 12
+    for attention in ("sdpa", "math"):
+        model = build(tiny(n_layer=1, sliding_window=window, attention=attention))
+        idx = tokens(1, 16)
+        base = model(idx, all_logits=True)[0][0, t]
+
+        def logits_after_changing(s, idx=idx, model=model):
+            changed = idx.clone()
+            changed[0, s] = (changed[0, s] + 1) % V
+            return model(changed, all_logits=True)[0][0, t]
+
+        for s in range(t - window + 1):  # outside the window
+            torch.testing.assert_close(logits_after_changing(s), base, rtol=0, atol=1e-6)
+        assert not torch.allclose(logits_after_changing(t - window + 1), base, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------
+# RoPE
+# ---------------------------------------------------------------------------
+
+
+def rope_reference(x: torch.Tensor, pos: int, base: float) -> torch.Tensor:
+    """The RoPE formula, one pair (i, i + d/2) at a time; x is (B, H, T, d)."""
+    d = x.size(-1)
+    out = torch.empty_like(x, dtype=torch.float64)
+    x = x.double()
+    for t in range(x.size(2)):
+        m = pos + t
+        for i in range(d // 2):
+            theta = base ** (-2 * i / d)
+            c, s = math.cos(m * theta), math.sin(m * theta)
+            a, b = x[:, :, t, i], x[:, :, t, i + d // 2]
+            out[:, :, t, i] = a * c - b * s
+            out[:, :, t, i + d // 2] = a * s + b * c
+    return out
+
+
+@pytest.mark.parametrize("pos", [0, 5])
+def test_rope_matches_the_formula(pos):
+    d, base = 16, 10000.0
+    rope = RotaryEmbedding(d, max_positions=64, base=base)
+    x = torch.randn(2, 3, 7, d, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(rope(x, pos).double(), rope_reference(x, pos, base),
+                               rtol=1e-5, atol=1e-5)
+    # Position 0 is the identity; a rotation keeps the length of every pair.
+    torch.testing.assert_close(rope(x[:, :, :1], 0), x[:, :, :1])
+    norms = lambda y: y[..., : d // 2] ** 2 + y[..., d // 2 :] ** 2  # noqa: E731
+    torch.testing.assert_close(norms(rope(x, pos)), norms(x), rtol=1e-5, atol=1e-5)
+
+
+def test_rope_scores_depend_only_on_relative_position():
+    d = 32
+    rope = RotaryEmbedding(d, max_positions=128, base=10000.0)
+    g = torch.Generator().manual_seed(0)
+    q, k = torch.randn(1, 1, 1, d, generator=g), torch.randn(1, 1, 1, d, generator=g)
+
+    def score(m, n):
+        return (rope(q, m) * rope(k, n)).sum().item()
+
+    for m, n, s in [(3, 1, 10), (0, 7, 50), (20, 20, 100)]:
+        assert score(m + s, n + s) == pytest.approx(score(m, n), abs=1e-4)
+    assert abs(score(5, 1) - score(5, 2)) > 1e-3  # ...and it does depend on m − n
+
+
+# ---------------------------------------------------------------------------
+# Attention paths
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra", [{}, {"sliding_window": 5}, {"n_kv_head": 2},
+                                   {"n_kv_head": 1, "sliding_window": 9}])
+def test_sdpa_equals_plain_math(extra):
+    fused = build(tiny(attention="sdpa", **extra))
+    plain = GPT(tiny(attention="math", **extra)).eval()
+    plain.load_state_dict(fused.state_dict())
+    idx = tokens(2, BLOCK)
+    torch.testing.assert_close(fused(idx, all_logits=True)[0], plain(idx, all_logits=True)[0],
+                               rtol=0, atol=1e-5)
+
+
+def test_gqa_with_as_many_kv_heads_as_heads_is_mha():
+    mha = build(tiny(n_kv_head=None))
+    gqa = GPT(tiny(n_kv_head=4)).eval()
+    gqa.load_state_dict(mha.state_dict())
+    idx = tokens(2, BLOCK)
+    torch.testing.assert_close(gqa(idx, all_logits=True)[0], mha(idx, all_logits=True)[0],
+                               rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "math"])
+def test_window_at_least_the_context_is_no_window(attention):
+    full = build(tiny(attention=attention))
+    windowed = GPT(tiny(attention=attention, sliding_window=BLOCK)).eval()
+    windowed.load_state_dict(full.state_dict())
+    idx = tokens(2, BLOCK)
+    torch.testing.assert_close(windowed(idx, all_logits=True)[0], full(idx, all_logits=True)[0],
+                               rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# KV cache and generation
+# ---------------------------------------------------------------------------
+
+CACHE_VARIANTS = ["default", "learned", "window", "gqa", "math-window-gqa", "llama-like"]
+
+
+@pytest.mark.parametrize("variant", CACHE_VARIANTS)
+def test_cached_incremental_logits_equal_a_full_pass(variant):
+    model = build(tiny(**VARIANTS[variant]))
+    idx = tokens(2, BLOCK)
+    full, _ = model(idx, all_logits=True)  # (B, T, V)
+    cache = KVCache(model.config, 2, idx.device, torch.float32)
+    prefill = 11
+    with torch.no_grad():
+        steps = [model(idx[:, :prefill], kv_cache=cache, pos=0, all_logits=True)[0]]
+        for pos in range(prefill, BLOCK):
+            steps.append(model(idx[:, pos : pos + 1], kv_cache=cache, pos=pos)[0])
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", CACHE_VARIANTS)
+def test_greedy_generation_is_the_same_with_and_without_cache(variant):
+    model = build(tiny(**VARIANTS[variant]))
+    prompt = tokens(2, 5)
+    n = 3 * BLOCK  # crosses the context limit (and so rebuilds the cache) several times
+    cached = model.generate(prompt, n, temperature=0, use_cache=True)
+    uncached = model.generate(prompt, n, temperature=0, use_cache=False)
+    assert cached.shape == (2, 5 + n)
+    assert torch.equal(cached[:, :5], prompt)
+    assert torch.equal(cached, uncached)
+
+
+def test_prompt_longer_than_the_context():
+    model = build(tiny())
+    prompt = tokens(1, 2 * BLOCK + 5)
+    out = model.generate(prompt, 10, temperature=0)
+    assert out.shape == (1, 2 * BLOCK + 15)
+    assert torch.equal(out[:, : prompt.size(1)], prompt)
+    # Only the last block_size tokens matter: the same as prompting with them alone.
+    alone = model.generate(prompt[:, -BLOCK:], 10, temperature=0)
+    assert torch.equal(out[:, prompt.size(1) :], alone[:, BLOCK:])
+    assert torch.equal(out, model.generate(prompt, 10, temperature=0, use_cache=False))
+
+
+def test_generation_restores_training_mode_and_builds_no_graph():
+    model = build(tiny()).train()
+    out = model.generate(tokens(1, 4), 3, temperature=0)
+    assert model.training and not out.requires_grad
+
+
+def test_eos_stops_generation():
+    model = build(tiny())
+    prompt = tokens(1, 4)
+    free = model.generate(prompt, 20, temperature=0)[0, 4:].tolist()
+    eos = free[3]
+    first = free.index(eos)
+    out = model.generate(prompt, 20, temperature=0, eos_id=eos)
+    assert out[0, 4:].tolist() == free[: first + 1]  # stops right after the first eos
+
+    # In a batch, a finished sequence keeps emitting eos until all are done (or n is reached).
+    other = tokens(1, 4, seed=9)
+    batch = model.generate(torch.cat((prompt, other)), 20, temperature=0, eos_id=eos)
+    row = batch[0, 4:].tolist()
+    assert row[: first + 1] == free[: first + 1] and set(row[first + 1 :]) <= {eos}
+
+
+# ---------------------------------------------------------------------------
+# Gradient checkpointing
+# ---------------------------------------------------------------------------
+
+
+def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
+    plain = build(tiny(dropout=0.0)).train()
+    ckpt = GPT(tiny(dropout=0.0, gradient_checkpointing=True)).train()
+    ckpt.load_state_dict(plain.state_dict())
+    idx, targets = tokens(2, BLOCK), tokens(2, BLOCK, seed=3)
+    losses = []
+    for model in (plain, ckpt):
+        _, loss = model(idx, targets)
+        loss.backward()
+        losses.append(loss)
+    torch.testing.assert_close(losses[1], losses[0])
+    for (name, p), q in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        assert p.grad is not None, name
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+# ---------------------------------------------------------------------------
+# Parameter count
+# ---------------------------------------------------------------------------
+
+
+def test_small_preset_parameter_count_and_weight_tying():
+    cfg = get_preset("small")
+    model = build(cfg)
+    parts = param_breakdown(cfg)
+    assert model.num_params() == parts["total"]
+    assert abs(model.num_params() - 23.1e6) <= 0.1e6, model.num_params()
+    assert parts["token embedding (tied with LM head)"] == 4_194_304 == model.wte.weight.numel()
+    assert model.lm_head.weight is model.wte.weight
+    assert model.num_params(non_embedding=True) == parts["total"] - 4_194_304
+
+
+@pytest.mark.parametrize("name", config.PRESETS)
+def test_param_breakdown_matches_the_model(name):
+    for bias in (False, True):
+        cfg = get_preset(name, bias=bias)
+        with torch.device("meta"):  # no memory, no init time: only shapes matter here
+            model = GPT(cfg)
+        assert model.num_params() == param_breakdown(cfg)["total"]
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+# ---------------------------------------------------------------------------
+
+
+def draws(logits: torch.Tensor, n: int = 4000, **kw) -> set[int]:
+    """The set of ids sampled in n draws from logits (V,)."""
+    g = torch.Generator().manual_seed(0)
+    return set(sample_next(logits.expand(n, -1), generator=g, **kw).tolist())
+
+
+def test_top_k_never_picks_outside_the_k_largest():
+    logits = torch.randn(50, generator=torch.Generator().manual_seed(3))
+    for k in (1, 3, 10):
+        top = set(torch.topk(logits, k).indices.tolist())
+        picked = draws(logits, top_k=k, temperature=2.0)
+        assert picked == top  # within the top k, and every one of them reachable
+
+
+def test_top_p_never_picks_outside_the_nucleus():
+    probs = torch.tensor([0.05, 0.5, 0.02, 0.3, 0.1, 0.03])
+    logits = probs.log()
+    assert draws(logits, top_p=0.75) == {1, 3}  # 0.5 + 0.3 reaches 0.75
+    assert draws(logits, top_p=0.85) == {1, 3, 4}
+    assert draws(logits, top_p=0.5) == {1}
+    assert draws(logits, top_p=1.0) == set(range(6))
+
+
+def test_temperature_zero_is_argmax():
+    logits = torch.randn(8, 100, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(sample_next(logits, temperature=0), logits.argmax(-1))
+
+
+def test_repetition_penalty_lowers_seen_tokens():
+    seen = torch.zeros(1, 4, dtype=torch.bool)
+    seen[0, 0] = True
+    # Positive logit: divided by the penalty; negative: multiplied. Either way it drops.
+    for logits in (torch.tensor([[2.0, 1.9, 0.0, -1.0]]), torch.tensor([[-1.0, -1.1, -3.0, -4.0]])):
+        assert sample_next(logits, temperature=0).item() == 0
+        assert sample_next(logits, temperature=0, repetition_penalty=1.3, seen=seen).item() == 1
+        # A penalty below 1 favours seen tokens instead: still the argmax.
+        assert sample_next(logits, temperature=0, repetition_penalty=0.8, seen=seen).item() == 0
+    # And in probability: sampled frequencies follow softmax of the penalised logits.
+    n, penalty = 20_000, 3.0
+    logits = torch.tensor([[0.5, 0.5, -0.5, -0.5]])
+    seen = torch.tensor([[True, False, True, False]])
+    g = torch.Generator().manual_seed(0)
+    picked = sample_next(logits.expand(n, -1), repetition_penalty=penalty,
+                         seen=seen.expand(n, -1), generator=g)
+    freq = torch.bincount(picked, minlength=4) / n
+    expected = torch.tensor([[0.5 / penalty, 0.5, -0.5 * penalty, -0.5]]).softmax(-1)[0]
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.015)
+    assert expected[0] < logits.softmax(-1)[0, 0] and expected[2] < logits.softmax(-1)[0, 2]
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prompt, kwargs, message", [
+    (torch.zeros(1, 0, dtype=torch.long), {}, "prompt is empty"),
+    (torch.tensor([[1, V]]), {}, r"token ids must be in \[0, 256\)"),
+    (torch.tensor([[-1, 2]]), {}, r"token ids must be in \[0, 256\)"),
+    (torch.tensor([[1.0, 2.0]]), {}, "must be integers"),
+    (torch.tensor([[1, 2]]), {"temperature": -0.5}, "temperature must be ≥ 0"),
+    (torch.tensor([[1, 2]]), {"top_k": 0}, "top_k must be ≥ 1"),
+    (torch.tensor([[1, 2]]), {"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
+    (torch.tensor([[1, 2]]), {"top_p": 1.5}, r"top_p must be in \(0, 1\]"),
+    (torch.tensor([[1, 2]]), {"repetition_penalty": 0.0}, "repetition_penalty must be > 0"),
+    (torch.tensor([[1, 2]]), {"max_new_tokens": -1}, "max_new_tokens must be ≥ 0"),
+])
+def test_generation_rejects_bad_arguments(prompt, kwargs, message):
+    model = build(tiny())
+    kwargs = {"max_new_tokens": 3, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        model.generate(prompt, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        model.stream(prompt, **kwargs)  # at the call, not at the first next()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"n_embd": 100, "n_head": 3}, r"n_embd \(100\) must be divisible by n_head \(3\)"),
+    ({"n_embd": 36, "n_head": 4}, "head dim must be even"),
+    ({"n_head": 8, "n_kv_head": 3}, r"n_head \(8\) must be a multiple of n_kv_head \(3\)"),
+    ({"vocab_size": 65537}, "does not fit the uint16 token files"),
+    ({"norm": "batchnorm"}, "norm must be one of layernorm, rmsnorm"),
+    ({"sliding_window": 0}, "sliding_window must be positive"),
+])
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**overrides)
+
+
+def test_unknown_preset_lists_the_names():
+    with pytest.raises(ValueError, match="unknown preset 'huge'") as err:
+        get_preset("huge")
+    for name in config.PRESETS:
+        assert name in str(err.value)
+
+
+def test_odd_head_dim_is_fine_without_rope():
+    model = build(tiny(n_embd=36, n_head=4, pos_encoding="learned"))
+    assert model(tokens(1, 8))[0].shape == (1, 1, V)
+
+
+# ---------------------------------------------------------------------------
+# Optimizer groups and init
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["default", "learned", "bias", "llama-like"])
+def test_weight_decay_groups(variant):
+    model = build(tiny(**VARIANTS[variant]))
+    decay, no_decay = model.optim_groups(0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    decayed = {id(p) for p in decay["params"]}
+    not_decayed = {id(p) for p in no_decay["params"]}
+    assert not decayed & not_decayed
+    assert decayed | not_decayed == {id(p) for p in model.parameters()}
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    for name, p in model.named_parameters():  # named_parameters lists the tied weight once
+        is_matmul = name.endswith(".weight") and p.dim() == 2 and not name.startswith("w")
+        assert (id(p) in decayed) == is_matmul, name
+    assert id(model.wte.weight) in not_decayed
+
+
+def test_init_scales_residual_projections():
+    n_layer = 8
+    model = build(tiny(n_layer=n_layer, n_embd=256, ffn_hidden=1024))
+    expected = 0.02 / math.sqrt(2 * n_layer)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert p.std().item() == pytest.approx(expected, rel=0.05), name
+        elif p.dim() == 2:
+            assert p.std().item() == pytest.approx(0.02, rel=0.05), name
