@@ -80,7 +80,7 @@ def test_offline_default_run_then_skip_then_force(repo):
     offline = {"LEIPZIG_BASE_URL": closed_port_url()}
 
     # 1. No flags, no network: falls back to the sample and the quick settings, ends green.
-    first = pipeline(repo, "--max-iters", "60", env=offline)
+    first = pipeline(repo, "--max-iters", "100", env=offline)
     out = first.stdout
     assert first.returncode == 0, out[-4000:] + first.stderr[-4000:]
     assert "could not be downloaded" in out and "quick settings" in out
@@ -91,19 +91,19 @@ def test_offline_default_run_then_skip_then_force(repo):
     for stage in ("stage 1 (data)", "stage 2 (tokenizer)", "stage 3 (training)",
                   "stage 4 (checklist)"):
         assert stage in out
-    assert "checkpoint: models/best_model.pt (preset tiny, iteration 60)" in out
+    assert "checkpoint: models/best_model.pt (preset tiny, iteration 100)" in out
     assert "http://localhost:7860" in out
     checkpoint_time = (repo / "models/best_model.pt").stat().st_mtime_ns
 
     # 2. The same command again: every stage is up to date and skipped.
-    second = pipeline(repo, "--max-iters", "60", env=offline)
+    second = pipeline(repo, "--max-iters", "100", env=offline)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("up to date:") == 3
     assert (repo / "models/best_model.pt").stat().st_mtime_ns == checkpoint_time
     assert "required: 5/5 passed" in second.stdout
 
     # 3. --force redoes every stage, training included.
-    third = pipeline(repo, "--quick", "--force", "--max-iters", "60")
+    third = pipeline(repo, "--quick", "--force", "--max-iters", "100")
     assert third.returncode == 0, third.stderr[-3000:]
     assert "up to date:" not in third.stdout
     assert (repo / "models/best_model.pt").stat().st_mtime_ns != checkpoint_time
