@@ -115,10 +115,13 @@ class KVCache:
 
     def update(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, H_kv, T, d) at positions pos…pos+T−1; return all keys/values so far."""
-        end = pos + k.size(2)
-        self.k[layer, :, :, pos:end] = k
-        self.v[layer, :, :, pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        T = k.size(2)
+        # narrow() + copy_() rather than slice assignment: two ops instead of five, which
+        # matters when a decode step is ~300 small ops.
+        cache_k, cache_v = self.k[layer], self.v[layer]  # (B, H_kv, block_size, d)
+        cache_k.narrow(2, pos, T).copy_(k)
+        cache_v.narrow(2, pos, T).copy_(v)
+        return cache_k.narrow(2, 0, pos + T), cache_v.narrow(2, 0, pos + T)
 
 
 class CausalSelfAttention(nn.Module):
