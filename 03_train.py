@@ -317,8 +317,11 @@ def estimate_duration(model: GPT, batches: Batches, cfg: config.TrainConfig, aut
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    micro_step()  # warm-up: allocations and kernel choices happen here
-    n = 2
+    for _ in range(2):  # warm-up: allocations, kernel choices and the optimizer state
+        micro_step()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    n = 3
     sync()
     t0 = time.perf_counter()
     for _ in range(n):
