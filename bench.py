@@ -4,15 +4,15 @@ For one preset (default `small`, batch 8 × 256) on the CPU it measures
 
 1. training tokens/s: forward + backward + gradient clipping + AdamW step, dropout as in the
    preset, in fp32 and under `torch.autocast("cpu", dtype=torch.bfloat16)`; and in fp32 with
-   learned positions instead of RoPE, which prices RoPE;
+   learned positions instead of RoPE, and without dropout, which prices those two;
 2. model FLOPs utilisation (MFU): `model.flops_per_token() × tokens/s` over the measured
    peak of large square matmuls in the same precision (fp32 matmul, bf16 matmul);
 3. batch-1 greedy generation tokens/s (16-token prompt, 240 new tokens) with and without
    the KV cache, next to the ceiling that memory bandwidth puts on it: at batch 1 every
    weight is read once per token, so tokens/s ≤ read bandwidth / weight bytes;
 4. peak memory of a training step with and without gradient checkpointing: the peak RSS
-   (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) of a fresh spawned process per variant,
-   and its increase over the same process right after building the model and optimizer.
+   (VmHWM in /proc/self/status) of a fresh spawned process per variant, and its increase
+   over the same process right after building the model and optimizer.
 
 Every time is the median of several repetitions after warm-up; the training variants are
 interleaved step by step, so that other processes slow them alike. On a shared machine
@@ -192,8 +192,17 @@ def generation_speed(model: GPT, prompt_len: int, new_tokens: int, use_cache: bo
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is in KiB on Linux)."""
-    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10  # macOS reports bytes
+    """Peak resident set size of this process so far, in MiB.
+
+    Linux: VmHWM from /proc/self/status. Not ru_maxrss: Linux carries that one over from the
+    parent through fork and exec, so a child of a big parent would start at the parent's size.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
+    scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 2**10  # bytes on macOS, else KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
@@ -320,14 +329,19 @@ def run_peak(s: Settings, results: dict) -> list[Row]:
 
 def run_train(s: Settings, results: dict) -> list[Row]:
     variants = {"fp32": ({}, "fp32"), "bf16": ({}, "bf16")}
-    if s.cfg.pos_encoding == "rope":  # the same model with learned positions prices RoPE
+    # Two prices: RoPE (the same model with learned positions) and dropout, which on the CPU
+    # also sends attention from the fused SDPA kernel to the plain math one.
+    if s.cfg.pos_encoding == "rope":
         variants["fp32, learned positions"] = ({"pos_encoding": "learned"}, "fp32")
+    if s.cfg.dropout > 0:
+        variants["fp32, dropout 0"] = ({"dropout": 0.0}, "fp32")
     train = train_throughput(s.cfg, variants, s.batch, s.seq, warmup=2, repeats=s.repeats)
     results["train"] = train
     rows = []
     for name, r in train.items():
+        dropout = 0.0 if "dropout 0" in name else s.cfg.dropout
         rows.append((f"train {name}", r["tokens_per_s"], "tok/s",
-                     f"{s.shape}/step, dropout {s.cfg.dropout}, median of {s.repeats} steps"))
+                     f"{s.shape}/step, dropout {dropout}, median of {s.repeats} steps"))
         peak = results.get("matmul_peak_flops", {}).get(r["precision"])
         if peak:
             r["mfu"] = r["flops_per_token"] * r["tokens_per_s"] / peak
@@ -370,7 +384,7 @@ def run_generate(s: Settings, results: dict) -> list[Row]:
 
 
 def run_memory(s: Settings, results: dict) -> list[Row]:
-    memory: dict = {"method": "peak RSS (ru_maxrss) of a fresh spawned process per variant; "
+    memory: dict = {"method": "peak RSS (VmHWM) of a fresh spawned process per variant; "
                               "model-only = right after building the model and optimizer"}
     for name, ckpt in (("no checkpointing", False), ("gradient checkpointing", True)):
         memory[name] = peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", steps=2)

@@ -116,8 +116,8 @@ class KVCache:
     def update(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor):
         """Store k, v (B, H_kv, T, d) at positions pos…pos+T−1; return all keys/values so far."""
         T = k.size(2)
-        # narrow() + copy_() rather than slice assignment: two ops instead of five, which
-        # matters when a decode step is ~300 small ops.
+        # narrow() + copy_() dispatch fewer ops than slice assignment (self.k[layer, :, :, a:b]),
+        # and a decode step is a few hundred small ops whose overhead adds up.
         cache_k, cache_v = self.k[layer], self.v[layer]  # (B, H_kv, block_size, d)
         cache_k.narrow(2, pos, T).copy_(k)
         cache_v.narrow(2, pos, T).copy_(v)
@@ -173,6 +173,7 @@ class CausalSelfAttention(nn.Module):
         plain_causal = pos == 0 and T == S and (self.window is None or self.window >= T)
         if self.use_sdpa and (plain_causal or T == 1):
             # Fused kernels (FlashAttention / memory-efficient where the backend has them).
+            # On the CPU, dropout_p > 0 sends SDPA back to its unfused math kernel.
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout,
                                                is_causal=plain_causal and T > 1, enable_gqa=gqa)
         else:

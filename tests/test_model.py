@@ -472,3 +472,32 @@ def test_init_scales_residual_projections():
             assert p.std().item() == pytest.approx(expected, rel=0.05), name
         elif p.dim() == 2:
             assert p.std().item() == pytest.approx(0.02, rel=0.05), name
+
+
+# ---------------------------------------------------------------------------
+# bench.py smoke run
+# ---------------------------------------------------------------------------
+
+
+def test_bench_quick_run_writes_its_figures(tmp_path, capsys):
+    import json
+
+    import bench
+
+    out = tmp_path / "bench.json"
+    assert bench.main(["--quick", "--only", "peak,train,generate", "--repeats", "1",
+                       "--new-tokens", "8", "--threads", "1", "--out", str(out)]) == 0
+    assert "generate with KV cache" in capsys.readouterr().out
+    results = json.loads(out.read_text())
+    assert results["preset"] == "tiny" and results["machine"]["torch_threads"] == 1
+    for name in ("fp32", "bf16", "fp32, learned positions"):
+        assert results["train"][name]["tokens_per_s"] > 0
+        assert 0 < results["train"][name]["mfu"] < 1.5
+    assert results["generate"]["kv_cache"]["tokens_per_s"] > 0
+    assert results["generate"]["weight_bytes"] == 4 * GPT(get_preset("tiny")).num_params()
+
+    # The memory child, run in this process: its numbers are RSS peaks, so only sanity here.
+    mem = bench.memory_child(tiny().to_dict(), batch=2, seq=16, precision="fp32", steps=1,
+                             threads=1)
+    assert 0 < mem["model_only_mb"] <= mem["peak_mb"]
+    assert bench.main(["--only", "nonsense", "--out", str(out)]) == 2
