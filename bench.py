@@ -8,8 +8,9 @@ For one preset (default `small`, batch 8 × 256) on the CPU it measures
 2. model FLOPs utilisation (MFU): `model.flops_per_token() × tokens/s` over the measured
    peak of large square matmuls in the same precision (fp32 matmul, bf16 matmul);
 3. batch-1 greedy generation tokens/s (16-token prompt, 240 new tokens) with and without
-   the KV cache, next to the ceiling that memory bandwidth puts on it: at batch 1 every
-   weight is read once per token, so tokens/s ≤ read bandwidth / weight bytes;
+   the KV cache, next to two ceilings: at batch 1 every weight is read once per token, so
+   tokens/s ≤ read bandwidth / weight bytes (for weights larger than the caches); and the
+   time of the weight-times-vector products alone, without any of the small ops;
 4. peak memory of a training step with and without gradient checkpointing: the peak RSS
    (VmHWM in /proc/self/status) of a fresh spawned process per variant, and its increase
    over the same process right after building the model and optimizer.
@@ -18,7 +19,7 @@ Every time is the median of several repetitions after warm-up; the training vari
 interleaved step by step, so that other processes slow them alike. On a shared machine
 timings still move by 10–20 % between runs: compare figures from the same run.
 
-    python bench.py                           # small preset: about 3 minutes on 2 cores
+    python bench.py                           # small preset: about 4 minutes on 2 cores
     python bench.py --quick                   # tiny preset, small sizes: a smoke run
     python bench.py --only train,generate     # some sections: peak, train, generate, memory
 
@@ -106,7 +107,7 @@ def make_train_step(model: GPT, batch: int, seq: int, precision: str) -> Callabl
 
     def step() -> float:
         with autocast:
-            _, loss = model(x, y)
+            loss = model(x, y)[1]  # drop the logits now: held, they would add B·T·V floats
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
@@ -121,13 +122,13 @@ def make_train_step(model: GPT, batch: int, seq: int, precision: str) -> Callabl
 # ---------------------------------------------------------------------------
 
 
-def matmul_peak(precision: str, n: int, repeats: int) -> float:
-    """FLOP/s of an n×n @ n×n matmul in this precision (median of `repeats`)."""
+def matmul_peak(precision: str, n: int, repeats: int) -> dict[str, float]:
+    """FLOP/s of an n×n @ n×n matmul in this precision: median and best of `repeats`."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
     b = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
     times = timed(lambda: a @ b, warmup=2, repeats=repeats)
-    return 2 * n**3 / statistics.median(times)
+    return {"median": 2 * n**3 / statistics.median(times), "best": 2 * n**3 / min(times)}
 
 
 def train_throughput(cfg: config.ModelConfig, variants: dict[str, tuple[dict, str]],
@@ -173,6 +174,22 @@ def read_bandwidth(megabytes: int, repeats: int) -> float:
     return a.numel() * 4 / statistics.median(times)
 
 
+@torch.inference_mode()
+def matvec_time(model: GPT, repeats: int) -> float:
+    """Seconds per token of the batch-1 matmuls alone: each Linear's weight times one vector.
+
+    Generation cannot beat this with these kernels; the rest of a step is the small ops.
+    """
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    vectors = {w.size(1): torch.randn(1, w.size(1), dtype=w.dtype) for w in weights}
+
+    def run() -> None:
+        for w in weights:
+            torch.nn.functional.linear(vectors[w.size(1)], w)
+
+    return statistics.median(timed(run, warmup=2, repeats=repeats))
+
+
 def generation_speed(model: GPT, prompt_len: int, new_tokens: int, use_cache: bool,
                      repeats: int) -> dict:
     """Greedy batch-1 generation tokens/s (prompt processing included, as a user waits it)."""
@@ -216,7 +233,8 @@ def memory_child(cfg_dict: dict, batch: int, seq: int, precision: str, steps: in
     baseline = peak_rss_mb()  # torch, the model and its (still empty) optimizer
     for _ in range(steps):  # the first step allocates gradients and AdamW's moments
         step()
-    return {"model_only_mb": baseline, "peak_mb": peak_rss_mb()}
+    # max(): the kernel's RSS counters are batched per thread and can lag by a few hundred kB.
+    return {"model_only_mb": baseline, "peak_mb": max(baseline, peak_rss_mb())}
 
 
 def peak_memory(cfg: config.ModelConfig, checkpointing: bool, batch: int, seq: int,
@@ -321,9 +339,12 @@ Row = tuple[str, float, str, str]  # measurement, value, unit, note
 
 
 def run_peak(s: Settings, results: dict) -> list[Row]:
-    peaks = {p: matmul_peak(p, s.matmul_n, repeats=max(3, s.repeats)) for p in PRECISIONS}
-    results["matmul_peak_flops"] = peaks
-    return [(f"matmul peak {p}", flops / 1e9, "GFLOP/s", f"{s.matmul_n}³ matmul, median")
+    peaks = {p: matmul_peak(p, s.matmul_n, repeats=max(20, s.repeats)) for p in PRECISIONS}
+    # MFU divides by the median: the training figures are medians under the same conditions.
+    results["matmul_peak_flops"] = {p: flops["median"] for p, flops in peaks.items()}
+    results["matmul_peak_flops_best"] = {p: flops["best"] for p, flops in peaks.items()}
+    return [(f"matmul peak {p}", flops["median"] / 1e9, "GFLOP/s",
+             f"{s.matmul_n}³ matmul, median (best {flops['best'] / 1e9:,.0f})")
             for p, flops in peaks.items()]
 
 
@@ -335,6 +356,7 @@ def run_train(s: Settings, results: dict) -> list[Row]:
         variants["fp32, learned positions"] = ({"pos_encoding": "learned"}, "fp32")
     if s.cfg.dropout > 0:
         variants["fp32, dropout 0"] = ({"dropout": 0.0}, "fp32")
+        variants["bf16, dropout 0"] = ({"dropout": 0.0}, "bf16")
     train = train_throughput(s.cfg, variants, s.batch, s.seq, warmup=2, repeats=s.repeats)
     results["train"] = train
     rows = []
@@ -359,10 +381,12 @@ def run_generate(s: Settings, results: dict) -> list[Row]:
     # a learned position embedding only one row.
     wpe = model.wpe.weight.numel() if model.wpe is not None else 0
     weight_bytes = (model.num_params() - wpe) * model.wte.weight.element_size()
+    matvec_s = matvec_time(model, repeats=max(10, s.repeats))
     gen = {
         "read_bandwidth_bytes_per_s": bandwidth,
         "weight_bytes": weight_bytes,
         "bandwidth_ceiling_tokens_per_s": bandwidth / weight_bytes,
+        "matvec_only_tokens_per_s": 1 / matvec_s,
         "prompt_len": s.prompt_len,
         "new_tokens": s.new_tokens,
     }
@@ -380,14 +404,28 @@ def run_generate(s: Settings, results: dict) -> list[Row]:
         ("memory read bandwidth", bandwidth / 1e9, "GB/s", "sum of a large fp32 array, median"),
         ("  decode ceiling", gen["bandwidth_ceiling_tokens_per_s"], "tok/s",
          f"bandwidth / {weight_bytes / 1e6:.1f} MB of weights read per token"),
+        ("  matvecs alone", gen["matvec_only_tokens_per_s"], "tok/s",
+         "every weight × one vector (F.linear), no other op: the floor of a decode step"),
     ]
 
 
 def run_memory(s: Settings, results: dict) -> list[Row]:
-    memory: dict = {"method": "peak RSS (VmHWM) of a fresh spawned process per variant; "
-                              "model-only = right after building the model and optimizer"}
-    for name, ckpt in (("no checkpointing", False), ("gradient checkpointing", True)):
-        memory[name] = peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", steps=2)
+    # The peak RSS of the same step moves by up to ~15 % between processes (the allocator
+    # keeps freed memory in patterns that depend on timing), so each variant runs in several
+    # fresh processes, alternating, and the median is reported.
+    runs = 1 if s.quick else 3
+    variants = (("no checkpointing", False), ("gradient checkpointing", True))
+    samples: dict[str, list[dict]] = {name: [] for name, _ in variants}
+    for _ in range(runs):
+        for name, ckpt in variants:
+            samples[name].append(peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", steps=2))
+    memory: dict = {"method": f"peak RSS (VmHWM) of a fresh spawned process, median of {runs} "
+                              f"per variant; model-only = right after building the model and "
+                              f"optimizer; 2 fp32 training steps"}
+    for name, _ in variants:
+        memory[name] = {key: statistics.median(r[key] for r in samples[name])
+                        for key in samples[name][0]}
+        memory[name]["peak_mb_all"] = [r["peak_mb"] for r in samples[name]]
     plain, ckpt = memory["no checkpointing"], memory["gradient checkpointing"]
     memory["peak_reduction"] = 1 - ckpt["peak_mb"] / plain["peak_mb"]
     # A tiny model's step can stay within memory that the process had already peaked at.
@@ -396,8 +434,8 @@ def run_memory(s: Settings, results: dict) -> list[Row]:
     results["memory"] = memory
     rows = [(f"peak RSS, {name}", memory[name]["peak_mb"], "MB",
              f"fp32 {s.shape}; +{memory[name]['step_increase_mb']:,.0f} MB over "
-             f"model-only {memory[name]['model_only_mb']:,.0f} MB")
-            for name in ("no checkpointing", "gradient checkpointing")]
+             f"model-only {memory[name]['model_only_mb']:,.0f} MB; median of {runs}")
+            for name, _ in variants]
     increase = memory["increase_reduction"]
     rows.append(("  checkpointing saves", 100 * memory["peak_reduction"], "%",
                  "of the peak" + ("" if increase is None else

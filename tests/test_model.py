@@ -42,6 +42,18 @@ def build(cfg: ModelConfig, seed: int = 0) -> GPT:
     return GPT(cfg).eval()
 
 
+def lively(model: GPT, std: float = 0.2) -> GPT:
+    """Redraw the matrices with a large std: a freshly initialised model only repeats its last
+    token (its tied embedding dominates the logits), which would make generation tests blind
+    to the context; with these weights the greedy continuation depends on it."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
 def tokens(B: int, T: int, seed: int = 1, vocab: int = V) -> torch.Tensor:
     return torch.randint(0, vocab, (B, T), generator=torch.Generator().manual_seed(seed))
 
@@ -232,7 +244,7 @@ CACHE_VARIANTS = ["default", "learned", "window", "gqa", "math-window-gqa", "lla
 
 @pytest.mark.parametrize("variant", CACHE_VARIANTS)
 def test_cached_incremental_logits_equal_a_full_pass(variant):
-    model = build(tiny(**VARIANTS[variant]))
+    model = lively(build(tiny(**VARIANTS[variant])))
     idx = tokens(2, BLOCK)
     full, _ = model(idx, all_logits=True)  # (B, T, V)
     cache = KVCache(model.config, 2, idx.device, torch.float32)
@@ -241,12 +253,12 @@ def test_cached_incremental_logits_equal_a_full_pass(variant):
         steps = [model(idx[:, :prefill], kv_cache=cache, pos=0, all_logits=True)[0]]
         for pos in range(prefill, BLOCK):
             steps.append(model(idx[:, pos : pos + 1], kv_cache=cache, pos=pos)[0])
-    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=0, atol=1e-5)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("variant", CACHE_VARIANTS)
-def test_greedy_generation_is_the_same_with_and_without_cache(variant):
-    model = build(tiny(**VARIANTS[variant]))
+def test_generation_is_the_same_with_and_without_cache(variant):
+    model = lively(build(tiny(**VARIANTS[variant])))
     prompt = tokens(2, 5)
     n = 3 * BLOCK  # crosses the context limit (and so rebuilds the cache) several times
     cached = model.generate(prompt, n, temperature=0, use_cache=True)
@@ -254,10 +266,18 @@ def test_greedy_generation_is_the_same_with_and_without_cache(variant):
     assert cached.shape == (2, 5 + n)
     assert torch.equal(cached[:, :5], prompt)
     assert torch.equal(cached, uncached)
+    assert all(len(set(row)) > 10 for row in cached[:, 5:].tolist())  # the context mattered
+
+    def sampled(use_cache):
+        g = torch.Generator().manual_seed(3)
+        return model.generate(prompt, n, temperature=1.0, top_k=50, use_cache=use_cache,
+                              generator=g)
+
+    assert torch.equal(sampled(True), sampled(False))
 
 
 def test_prompt_longer_than_the_context():
-    model = build(tiny())
+    model = lively(build(tiny()))
     prompt = tokens(1, 2 * BLOCK + 5)
     out = model.generate(prompt, 10, temperature=0)
     assert out.shape == (1, 2 * BLOCK + 15)
@@ -275,19 +295,21 @@ def test_generation_restores_training_mode_and_builds_no_graph():
 
 
 def test_eos_stops_generation():
-    model = build(tiny())
-    prompt = tokens(1, 4)
-    free = model.generate(prompt, 20, temperature=0)[0, 4:].tolist()
-    eos = free[3]
-    first = free.index(eos)
-    out = model.generate(prompt, 20, temperature=0, eos_id=eos)
-    assert out[0, 4:].tolist() == free[: first + 1]  # stops right after the first eos
+    model = lively(build(tiny()))
+    n = 20
+    free = model.generate(tokens(2, 4), n, temperature=0)[:, 4:].tolist()
+    # An eos that sequence 0 emits early, followed by other tokens, and sequence 1 never emits.
+    eos = next(t for t in free[0][1:8] if t not in free[1]
+               and any(u != t for u in free[0][free[0].index(t) + 1 :]))
+    first = free[0].index(eos)
 
-    # In a batch, a finished sequence keeps emitting eos until all are done (or n is reached).
-    other = tokens(1, 4, seed=9)
-    batch = model.generate(torch.cat((prompt, other)), 20, temperature=0, eos_id=eos)
-    row = batch[0, 4:].tolist()
-    assert row[: first + 1] == free[: first + 1] and set(row[first + 1 :]) <= {eos}
+    alone = model.generate(tokens(2, 4)[:1], n, temperature=0, eos_id=eos)[0, 4:].tolist()
+    assert alone == free[0][: first + 1]  # stops right after the first eos
+
+    # In a batch, a finished sequence keeps emitting eos while the others go on.
+    batch = model.generate(tokens(2, 4), n, temperature=0, eos_id=eos)[:, 4:].tolist()
+    assert batch[0] == free[0][: first + 1] + [eos] * (n - first - 1)
+    assert batch[1] == free[1]
 
 
 # ---------------------------------------------------------------------------
@@ -367,6 +389,15 @@ def test_top_p_never_picks_outside_the_nucleus():
 def test_temperature_zero_is_argmax():
     logits = torch.randn(8, 100, generator=torch.Generator().manual_seed(4))
     assert torch.equal(sample_next(logits, temperature=0), logits.argmax(-1))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0, 2.0])
+def test_sampling_follows_softmax_of_logits_over_temperature(temperature):
+    n, logits = 20_000, torch.tensor([[1.0, 0.0, -1.0]])
+    g = torch.Generator().manual_seed(0)
+    picked = sample_next(logits.expand(n, -1), temperature=temperature, generator=g)
+    freq = torch.bincount(picked, minlength=3) / n
+    torch.testing.assert_close(freq, (logits[0] / temperature).softmax(-1), rtol=0, atol=0.015)
 
 
 def test_repetition_penalty_lowers_seen_tokens():
