@@ -60,12 +60,23 @@ from typing import IO
 
 from tqdm import tqdm
 
+import tatar_text
+import utils
 from config import DataConfig
 
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 NEXT_COMMAND = "python 02_train_tokenizer.py"
-EXAMPLE_CORPORA = ("tat_wikipedia_2021_300K", "tat_newscrawl_2011_100K", "tat_community_2017")
+# Other Leipzig Tatar corpora that public references confirm (names are checked before offered).
+EXAMPLE_CORPORA = ("tat_news_2015_1M", "tat_web_2018_1M")
 DROP_REASONS = ("malformed", "too_short", "too_long", "no_letters", "not_cyrillic", "duplicate")
+# Below this share of ә ө ү җ ң һ among its Cyrillic letters a text is not Tatar: natural Tatar
+# has about 8–12 %, Russian none.
+MIN_TATAR_LETTER_SHARE = 0.02
+# The UTF-8 of ә ө ү җ ң һ and their capitals, and the lead bytes of U+0400-U+04FF (Cyrillic):
+# counted in the raw blocks, a few C-level scans per MiB.
+TATAR_LETTER_BYTES = tuple(c.encode("utf-8") for c in
+                           tatar_text.TATAR_LETTERS + tatar_text.TATAR_LETTERS.upper())
+CYRILLIC_LEAD_BYTES = tuple(bytes([b]) for b in range(0xD0, 0xD4))
 
 CHUNK_BYTES = 1 << 16  # download
 BLOCK_BYTES = 1 << 20  # reading a corpus
@@ -100,12 +111,15 @@ CYRILLIC_SAFE_BYTES = bytes(
 )
 
 
-class UserError(Exception):
-    """A problem the user can fix: printed without a traceback, exit code 2."""
+UserError = utils.UserError  # a problem the user can fix: one line, exit code 2
 
 
-class ArchiveError(Exception):
+class ArchiveError(UserError):
     """A file is not a readable Leipzig corpus archive."""
+
+
+class KeptExisting(Exception):
+    """A download failed and the corpus already prepared is kept (explained when raised)."""
 
 
 class DownloadError(Exception):
@@ -130,6 +144,11 @@ class Source:
     paths: list[Path]
     url: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    letters: dict[str, int] = field(default_factory=lambda: {"tatar": 0, "cyrillic": 0})
+
+    @property
+    def tatar_letter_share(self) -> float:
+        return self.letters["tatar"] / self.letters["cyrillic"] if self.letters["cyrillic"] else 0.0
 
     @property
     def tabbed(self) -> bool:
@@ -399,6 +418,8 @@ def gather_sources(args: argparse.Namespace, cfg: DataConfig,
             failures.append(f"{e.url}: {e.reason}")
             continue
         sources.append(Source("leipzig", name, [path], url))
+    if failures:
+        keep_existing_corpus(args.data_dir / "processed")
     if failures and not sources:
         sample = sample_source(args.sample_dir)
         print(textwrap.fill(f"Falling back to the bundled sample corpus ({len(sample.paths)} "
@@ -409,6 +430,34 @@ def gather_sources(args: argparse.Namespace, cfg: DataConfig,
         print(f"Going on without the {len(failures)} corpus(es) that failed.\n",
               file=sys.stderr)
     return sources, failures
+
+
+def existing_corpus(processed: Path) -> str | None:
+    """A description of the corpus already prepared in `processed`, unless it is the bundled
+    sample (which a fallback may replace freely) or there is none."""
+    if not (processed / "train.txt").is_file():
+        return None
+    try:
+        stats = json.loads((processed / "stats.json").read_text(encoding="utf-8"))
+        kinds = {s["kind"] for s in stats["sources"]}
+        names = ", ".join(s["name"] for s in stats["sources"])
+        lines = f"{stats['kept_lines']:,} lines"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "of unknown origin (no readable stats.json)"
+    return None if kinds == {"sample"} else f"{names}, {lines}"
+
+
+def keep_existing_corpus(processed: Path) -> None:
+    """A failed download must not replace a corpus prepared earlier with less: stop instead."""
+    existing = existing_corpus(processed)
+    if existing is None:
+        return
+    print("\n" + textwrap.fill(
+        f"{processed} already holds a prepared corpus ({existing}), so it is kept: a failed "
+        f"download never replaces it with less. Run again when the download works, give the "
+        f"archive with --archive PATH, or replace the corpus on purpose with --source sample.",
+        width=100), file=sys.stderr)
+    raise KeptExisting
 
 
 # ---------------------------------------------------------------------------
@@ -433,11 +482,16 @@ def read_lines(source: Source, path: Path) -> Iterator[str]:
             block = rest + block
             end = block.rfind(b"\n") + 1  # decode whole lines only: UTF-8 never splits at \n
             rest = block[end:]
-            lines = decode(block[:end], errors, path, lines_before).split("\n")
+            whole = block[:end]
+            source.letters["tatar"] += sum(map(whole.count, TATAR_LETTER_BYTES))
+            source.letters["cyrillic"] += sum(map(whole.count, CYRILLIC_LEAD_BYTES))
+            lines = decode(whole, errors, path, lines_before).split("\n")
             lines.pop()  # the empty string after the last newline
             lines_before += len(lines)
             yield from lines
         if rest:  # a last line without a newline
+            source.letters["tatar"] += sum(map(rest.count, TATAR_LETTER_BYTES))
+            source.letters["cyrillic"] += sum(map(rest.count, CYRILLIC_LEAD_BYTES))
             yield decode(rest, errors, path, lines_before)
 
 
@@ -509,8 +563,16 @@ class SplitWriter:
         self.chars = [0, 0]
 
     def close(self) -> None:
+        """Close both files; the first error (a full disk on the last flush) is raised after
+        both are closed, so that no file handle is left open."""
+        errors = []
         for f in self.files:
-            f.close()
+            try:
+                f.close()
+            except OSError as e:
+                errors.append(e)
+        if errors:
+            raise errors[0]
 
 
 def clean_source(source: Source, cfg: DataConfig, seen: set[bytes], out: SplitWriter,
@@ -589,57 +651,77 @@ def apply_min_val_rule(out: SplitWriter, cfg: DataConfig, cut: bytes, resplit: P
 
 
 def prepare(sources: list[Source], processed: Path, cfg: DataConfig, extra_stats: dict,
-            started: float) -> dict:
+            started: float, allow_non_tatar: bool = False) -> dict:
     """Clean and split all sources into processed/{train,val}.txt and stats.json, atomically.
 
     Everything goes to *.tmp files first and replaces the previous outputs only at the end,
-    so a failure anywhere leaves the previous good files in place.
+    so a failure anywhere (a full disk, Ctrl-C, a text that is not Tatar) leaves the previous
+    good files in place and no temporary file behind.
     """
-    processed.mkdir(parents=True, exist_ok=True)
-    final = {name: processed / name for name in ("train.txt", "val.txt", "stats.json")}
-    tmp = {name: path.with_name(path.name + ".tmp") for name, path in final.items()}
+    names = ("train.txt", "val.txt", "stats.json")  # stats last: it marks a complete set
+    final = {name: processed / name for name in names}
     resplit = processed / "train.txt.resplit.tmp"
-    out = SplitWriter(tmp["train.txt"], tmp["val.txt"])
-    cut = fraction_cut(cfg.val_fraction)
-    try:
-        # The digests of the kept lines, not the lines: ~100 bytes each with the set overhead.
-        seen: set[bytes] = set()
-        for source in sources:
-            clean_source(source, cfg, seen, out, cut)
-        if not seen:
-            raise UserError(
-                "no line survived cleaning, so there is nothing to train on. Check the input "
-                "(is it Tatar text, one sentence per line?) and the --min-chars, --max-chars "
-                "and --min-cyrillic-share limits."
-            )
-        cut = apply_min_val_rule(out, cfg, cut, resplit)
-        out.close()
+    with utils.atomic_paths([final[n] for n in names]) as tmps:
+        tmp = dict(zip(names, tmps, strict=True))
+        out = SplitWriter(tmp["train.txt"], tmp["val.txt"])
+        cut = fraction_cut(cfg.val_fraction)
+        try:
+            # The digests of the kept lines, not the lines: ~100 bytes each with the set overhead.
+            seen: set[bytes] = set()
+            for source in sources:
+                clean_source(source, cfg, seen, out, cut)
+            if not seen:
+                raise UserError(
+                    "no line survived cleaning, so there is nothing to train on. Check the "
+                    "input (is it Tatar text, one sentence per line?) and the --min-chars, "
+                    "--max-chars and --min-cyrillic-share limits."
+                )
+            check_tatar(sources, allow_non_tatar)
+            cut = apply_min_val_rule(out, cfg, cut, resplit)
+            out.close()
+        finally:
+            with contextlib.suppress(OSError):  # the first error is the one to report
+                out.close()
+            with contextlib.suppress(OSError):
+                resplit.unlink(missing_ok=True)
         stats = build_stats(sources, out, cfg, cut_fraction(cut), final, extra_stats)
         stats["seconds"] = round(time.perf_counter() - started, 3)  # download included
         tmp["stats.json"].write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
-        for name in ("train.txt", "val.txt", "stats.json"):  # stats last: it marks a full run
-            with open(tmp[name], "r+b") as f:  # on disk before the rename, even on power loss
-                os.fsync(f.fileno())
-            os.replace(tmp[name], final[name])
-        return stats
-    finally:
-        out.close()
-        for path in (*tmp.values(), resplit):
-            path.unlink(missing_ok=True)
+    return stats
+
+
+def check_tatar(sources: list[Source], allow_non_tatar: bool) -> None:
+    """Refuse a source that is evidently not Tatar (Russian has none of ә ө ү җ ң һ)."""
+    for source in sources:
+        share = source.tatar_letter_share
+        if share >= MIN_TATAR_LETTER_SHARE:
+            continue
+        message = (f"{source.name}: only {share:.2%} of its Cyrillic letters are ә ө ү җ ң һ "
+                   f"(Tatar text has about 8–12 %), so it does not look like Tatar — Russian, "
+                   f"perhaps.")
+        if not allow_non_tatar:
+            raise UserError(f"{message} Check the file; to train on it anyway, add "
+                            f"--allow-non-tatar.")
+        print(f"WARNING: {message} Using it anyway, as --allow-non-tatar asks.",
+              file=sys.stderr)
 
 
 def build_stats(sources: list[Source], out: SplitWriter, cfg: DataConfig, threshold: float,
                 final: dict[str, Path], extra: dict) -> dict:
     dropped = {r: sum(s.counts[r] for s in sources) for r in DROP_REASONS}
+    tatar, cyrillic = (sum(s.letters[k] for s in sources) for k in ("tatar", "cyrillic"))
     return {
         "sources": [
             {"kind": s.kind, "name": s.name, "url": s.url, "paths": [str(p) for p in s.paths],
              "lines_read": s.counts["lines_read"], "kept": s.counts["kept"],
-             "dropped": {r: s.counts[r] for r in DROP_REASONS}}
+             "dropped": {r: s.counts[r] for r in DROP_REASONS},
+             "tatar_letter_share": round(s.tatar_letter_share, 5)}
             for s in sources
         ],
         **extra,
+        # ә ө ү җ ң һ among the Cyrillic letters read: ~0.08-0.12 for Tatar, 0 for Russian.
+        "tatar_letter_share": round(tatar / cyrillic, 5) if cyrillic else 0.0,
         "input_lines": sum(s.counts["lines_read"] for s in sources),
         "kept_lines": sum(out.lines),
         "dropped": dropped,
@@ -681,6 +763,7 @@ def print_summary(stats: dict, data_dir: Path) -> None:
     note = (f", raised from {rule['val_fraction']:g} to keep a few hundred val lines"
             if rule["raised"] else "")
     print(f"val rule: hash fraction < {rule['threshold']:.6g}{note}")
+    print(f"Tatar letters (ә ө ү җ ң һ): {stats['tatar_letter_share']:.1%} of the Cyrillic letters")
     if stats.get("fallback"):
         print("note: this is the bundled sample corpus, as the download failed (see above)")
     print(f"done in {stats['seconds']:.2f} s")
@@ -702,7 +785,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "train/val text: processed/{train,val}.txt and stats.json in --data-dir.",
         epilog="Examples:\n"
                "  python 01_prepare_data.py                       # download the default corpus\n"
-               "  python 01_prepare_data.py --corpus tat_wikipedia_2021_300K\n"
+               "  python 01_prepare_data.py --corpus tat_news_2015_1M\n"
                "  python 01_prepare_data.py --archive ~/Downloads/tat_mixed_2015_1M.tar.gz\n"
                "  python 01_prepare_data.py --source sample       # the small bundled corpus\n"
                "\nWhen a download fails, the script says how to fetch the archive by hand and\n"
@@ -727,6 +810,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "no download unless --corpus is given too")
     src.add_argument("--sample-dir", type=Path, default=DEFAULT_SAMPLE_DIR, metavar="DIR",
                      help="the bundled sample corpus (default: data/sample next to this script)")
+    src.add_argument("--allow-non-tatar", action="store_true",
+                     help="train on a source even when it has (almost) none of the Tatar "
+                          "letters ә ө ү җ ң һ; without it such a source is refused")
     src.add_argument("--no-fallback", action="store_true",
                      help="when a download fails, exit with code 1 instead of falling back to "
                           "the sample corpus")
@@ -778,6 +864,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    return utils.run_cli(lambda: run(args), "the files in data/processed are as they were")
+
+
+def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     cfg = replace(
         DataConfig(),
@@ -794,14 +884,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = DownloadOptions(cfg.connect_timeout, cfg.read_timeout, cfg.retries, args.backoff)
     try:
         sources, failures = gather_sources(args, cfg, opts)
-        fallback = bool(failures) and sources[0].kind == "sample"
-        extra = {"download_failures": failures, "fallback": fallback}
-        stats = prepare(sources, args.data_dir / "processed", cfg, extra, started)
-    except DownloadError:
+    except (DownloadError, KeptExisting):
         return 1  # gather_sources has explained it
-    except (UserError, ArchiveError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    fallback = bool(failures) and sources[0].kind == "sample"
+    extra = {"download_failures": failures, "fallback": fallback}
+    stats = prepare(sources, args.data_dir / "processed", cfg, extra, started,
+                    args.allow_non_tatar)
     print_summary(stats, args.data_dir)
     return 0
 

@@ -16,14 +16,15 @@ Outputs:
     DATA_DIR/processed/meta.json            token and character counts, tokenizer hash
 
 The tokenizer is trained on train.txt only, so the quality figures and the validation loss
-measured on val.txt are honest. Every file is written through a temp file and a rename.
+measured on val.txt are honest. All five outputs are written under temporary names and replace
+the old ones together at the end: a failure or Ctrl-C on the way leaves the previous
+tokenizer and token files in place, still matching each other.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -174,10 +175,6 @@ def longest_merges(tok: Tokenizer, n: int = N_LONGEST_MERGES) -> list[str]:
     return [texts[i] for i in ranked[:n]]
 
 
-def save_tokenizer(tok: Tokenizer, tokenizer_dir: Path) -> None:
-    utils.atomic_write_text(tokenizer_dir / "tokenizer.json", tok.to_str(pretty=True))
-
-
 def measure_quality(tok: utils.Tokenizer, val_path: Path, batch_lines: int) -> dict:
     """Tokens per word, characters per token and one-token words on val.txt.
 
@@ -220,11 +217,11 @@ def batch_to_array(ids: list[list[int]], bos_id: int, eos_id: int) -> np.ndarray
     return np.fromiter(flat, dtype=np.uint16, count=n)
 
 
-def encode_split(tok: utils.Tokenizer, text_path: Path, bin_tmp: Path,
+def encode_split(tok: utils.Tokenizer, text_path: Path, bin_path: Path,
                  batch_lines: int) -> SplitStats:
-    """Encode a text file into `bin_tmp` batch by batch, never holding all its ids in memory."""
+    """Encode a text file into `bin_path` batch by batch, never holding all its ids in memory."""
     stats = SplitStats()
-    with open(bin_tmp, "wb") as f, tqdm(
+    with open(bin_path, "wb") as f, tqdm(
         total=text_path.stat().st_size, unit="B", unit_scale=True,
         desc=f"encoding {text_path.name}", disable=None,
     ) as bar:
@@ -238,24 +235,6 @@ def encode_split(tok: utils.Tokenizer, text_path: Path, bin_tmp: Path,
             stats.chars += sum(len(line) + 1 for line in batch)
             stats.tokens += len(arr)
             bar.update(nbytes)
-        f.flush()
-        os.fsync(f.fileno())
-    return stats
-
-
-def encode_splits(tok: utils.Tokenizer, processed: Path,
-                  batch_lines: int) -> dict[str, SplitStats]:
-    """Write train.bin and val.bin; both replace the old files only once both are complete."""
-    splits = ("train", "val")
-    tmps = {s: processed / f"{s}.bin.tmp" for s in splits}
-    try:
-        stats = {s: encode_split(tok, processed / f"{s}.txt", tmps[s], batch_lines)
-                 for s in splits}
-        for s in splits:
-            os.replace(tmps[s], processed / f"{s}.bin")
-    finally:
-        for tmp in tmps.values():
-            tmp.unlink(missing_ok=True)
     return stats
 
 
@@ -274,10 +253,14 @@ def read_prepare_stats(processed: Path) -> dict | None:
     return {k: v for k, v in stats.items() if isinstance(v, (str, int, float, bool))}
 
 
-def write_tokenizer_config(tokenizer_dir: Path, tok: utils.Tokenizer, requested: int,
+def write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_tokenizer_config(path: Path, tok: utils.Tokenizer, requested: int,
                            min_frequency: int, train: SplitStats, prepare_stats: dict | None,
                            quality: dict) -> None:
-    utils.atomic_write_json(tokenizer_dir / "tokenizer_config.json", {
+    write_json(path, {
         "model": "ByteLevel BPE",
         "vocab_size": tok.vocab_size,
         "requested_vocab_size": requested,
@@ -296,7 +279,7 @@ def write_tokenizer_config(tokenizer_dir: Path, tok: utils.Tokenizer, requested:
     })
 
 
-def write_meta(processed: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -> dict:
+def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -> dict:
     meta = {
         "vocab_size": tok.vocab_size,
         "dtype": "uint16",
@@ -311,7 +294,7 @@ def write_meta(processed: Path, tok: utils.Tokenizer, stats: dict[str, SplitStat
                       "stands for",
         "tokens_rule": "<bos> and <eos> included",
     }
-    utils.atomic_write_json(processed / "meta.json", meta)
+    write_json(path, meta)
     return meta
 
 
@@ -351,15 +334,19 @@ def run(data_dir: Path, tokenizer_dir: Path, vocab_size: int, min_frequency: int
         print(f"note: the corpus fills only {actual:,} of the {vocab_size:,} requested tokens "
               f"(no more pairs occur {min_frequency}+ times); the vocabulary has {actual:,}.")
     merges = longest_merges(hf_tok)
-    save_tokenizer(hf_tok, tokenizer_dir)
 
-    # From here on everything goes through the saved file, exactly as the later stages see it.
-    tok = utils.load_tokenizer(tokenizer_dir)
-    quality = {**measure_quality(tok, val_path, batch_lines), "longest_merges": merges}
-    stats = encode_splits(tok, processed, batch_lines)
-    write_tokenizer_config(tokenizer_dir, tok, vocab_size, min_frequency, stats["train"],
-                           read_prepare_stats(processed), quality)
-    meta = write_meta(processed, tok, stats)
+    outputs = [processed / "train.bin", processed / "val.bin", tokenizer_dir / "tokenizer.json",
+               tokenizer_dir / "tokenizer_config.json", processed / "meta.json"]
+    with utils.atomic_paths(outputs) as (train_bin, val_bin, tok_json, tok_config, meta_json):
+        tok_json.write_text(hf_tok.to_str(pretty=True), encoding="utf-8")
+        # From here on everything goes through the written file, as the later stages see it.
+        tok = utils.Tokenizer(tokenizer_dir, json_path=tok_json)
+        quality = {**measure_quality(tok, val_path, batch_lines), "longest_merges": merges}
+        stats = {"train": encode_split(tok, train_path, train_bin, batch_lines),
+                 "val": encode_split(tok, val_path, val_bin, batch_lines)}
+        write_tokenizer_config(tok_config, tok, vocab_size, min_frequency, stats["train"],
+                               read_prepare_stats(processed), quality)
+        meta = write_meta(meta_json, tok, stats)
     print_summary(tok, quality, meta, tokenizer_dir, processed, time.perf_counter() - start)
     return meta
 
@@ -392,13 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+
+    def work() -> int:
         run(args.data_dir, args.tokenizer_dir, args.vocab_size, args.min_frequency,
             args.batch_lines)
-    except utils.UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return utils.run_cli(work, "the tokenizer and the token files are as they were")
 
 
 if __name__ == "__main__":

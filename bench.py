@@ -1,27 +1,34 @@
 """Benchmark Tatar-GPT on this machine: training speed, MFU, generation speed, peak memory.
 
-For one preset (default `small`, batch 8 × 256) on the CPU it measures
+For one preset (default `small`, batch 8 × 256) on one device (--device cpu | cuda | mps) it
+measures
 
-1. training tokens/s: forward + backward + gradient clipping + AdamW step, dropout as in the
-   preset, in fp32 and under `torch.autocast("cpu", dtype=torch.bfloat16)`; and in fp32 with
-   learned positions instead of RoPE, and without dropout, which prices those two;
-2. model FLOPs utilisation (MFU): `model.flops_per_token() × tokens/s` over the measured
-   peak of large square matmuls in the same precision (fp32 matmul, bf16 matmul);
-3. batch-1 greedy generation tokens/s (16-token prompt, 240 new tokens) with and without
+1. the matmul peak: FLOP/s of large square matmuls in each precision (fp32, bf16; fp16 on a
+   GPU), the yardstick of model FLOPs utilisation (MFU);
+2. training tokens/s: forward + backward + gradient clipping + AdamW step, in fp32 and in
+   each autocast precision, for the model as shipped (residual dropout, no attention
+   dropout), with every dropout at 0, with attention dropout 0.1, and with learned positions
+   instead of RoPE; and the precision `--dtype auto` picks (utils.pick_dtype) next to fp32;
+   MFU = model.flops_per_token() × tokens/s over the peak of the same precision;
+3. the real training loop: 03_train.py's `train_step` (gradient accumulation, GradScaler,
+   the optimizer 03_train.py builds for the device) in the automatic precision;
+4. batch-1 greedy generation tokens/s (16-token prompt, 240 new tokens) with and without
    the KV cache, next to two ceilings: at batch 1 every weight is read once per token, so
-   tokens/s ≤ read bandwidth / weight bytes (for weights larger than the caches); and the
-   time of the weight-times-vector products alone, without any of the small ops;
-4. peak memory of a training step with and without gradient checkpointing: the peak RSS
-   (VmHWM in /proc/self/status) of a fresh spawned process per variant, and its increase
-   over the same process right after building the model and optimizer.
+   tokens/s ≤ read bandwidth / weight bytes; and the time of the weight-times-vector
+   products alone, without any of the small ops;
+5. peak memory of a training step with and without gradient checkpointing: on the CPU the
+   peak RSS (VmHWM) of a fresh spawned process per variant; on CUDA
+   torch.cuda.max_memory_allocated.
 
-Every time is the median of several repetitions after warm-up; the training variants are
+Every time is the median of several repetitions after warm-up, measured between two device
+synchronisations (a GPU runs behind the Python that feeds it); the training variants are
 interleaved step by step, so that other processes slow them alike. On a shared machine
-timings still move by 10–20 % between runs: compare figures from the same run.
+timings move by 10–20 % between runs: compare figures from the same run.
 
-    python bench.py                           # small preset: about 4 minutes on 2 cores
+    python bench.py                           # small preset on the CPU: about 5 minutes on 2 cores
+    python bench.py --device cuda             # the same on a GPU (seconds)
     python bench.py --quick                   # tiny preset, small sizes: a smoke run
-    python bench.py --only train,generate     # some sections: peak, train, generate, memory
+    python bench.py --only train,generate     # some sections: peak, train, loop, generate, memory
 
 Prints a table and writes the figures as JSON to --out (default bench_results/bench.json).
 """
@@ -35,6 +42,7 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -43,13 +51,29 @@ from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import config
+import utils
 from model import GPT
 
-SECTIONS = ("peak", "train", "generate", "memory")
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+SECTIONS = ("peak", "train", "loop", "generate", "memory")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+CPU = torch.device("cpu")
+
+
+def load_train_script():
+    """03_train.py (its name starts with a digit, so it is loaded by path)."""
+    import importlib.util
+
+    name = "stage_03_train"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "03_train.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 # ---------------------------------------------------------------------------
@@ -57,19 +81,23 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # ---------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    """Seconds taken by each of `repeats` calls of fn, after `warmup` untimed calls."""
+def timed(fn: Callable[[], object], warmup: int, repeats: int,
+          device: torch.device = CPU) -> list[float]:
+    """Seconds taken by each of `repeats` calls of fn, after `warmup` untimed calls; each time
+    is taken between two synchronisations of the device."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        utils.sync(device)
         start = time.perf_counter()
         fn()
+        utils.sync(device)
         times.append(time.perf_counter() - start)
     return times
 
 
-def machine_info() -> dict:
+def machine_info(device: torch.device) -> dict:
     cpu, flags = platform.processor(), set()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
@@ -78,41 +106,58 @@ def machine_info() -> dict:
                 cpu = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
-    return {
+    info = {
+        "device": str(device),
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "native_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"}),
+        "cpu_bf16_flags": sorted(flags & {"avx512_bf16", "amx_bf16"}),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(device)))
+    return info
 
 
-def make_optimizer(model: GPT) -> torch.optim.Optimizer:
-    """AdamW with the training defaults of config.TrainConfig, as 03_train.py builds it."""
+def precisions_for(device: torch.device) -> list[str]:
+    if device.type == "cpu":
+        return ["fp32", "bf16"]
+    if device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False):
+        return ["fp32", "bf16", "fp16"]
+    return ["fp32", "fp16"]
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+def make_train_step(model: GPT, batch: int, seq: int, precision: str,
+                    device: torch.device = CPU) -> Callable[[], torch.Tensor]:
+    """A closure doing one full training step on a fixed random batch; returns the loss
+    (on the device: reading it would add a synchronisation to every step)."""
+    train_mod = load_train_script()
     tc = config.TrainConfig()
-    return torch.optim.AdamW(model.optim_groups(tc.weight_decay), lr=tc.lr,
-                             betas=(tc.beta1, tc.beta2), fused=True)
-
-
-def make_train_step(model: GPT, batch: int, seq: int, precision: str) -> Callable[[], float]:
-    """A closure doing one full training step on a fixed random batch; returns the loss."""
-    optimizer = make_optimizer(model)
+    optimizer = train_mod.make_optimizer(model, tc, device)
+    scaler = train_mod.make_scaler(device, PRECISIONS[precision])
     g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g)
-    y = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g)
-    grad_clip = config.TrainConfig().grad_clip
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16"
-                else nullcontext())
+    x = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g).to(device)
+    y = torch.randint(0, model.config.vocab_size, (batch, seq), generator=g).to(device)
+    autocast = autocast_for(device, precision)
 
-    def step() -> float:
+    def step() -> torch.Tensor:
         with autocast:
             loss = model(x, y)[1]  # drop the logits now: held, they would add B·T·V floats
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
         optimizer.zero_grad(set_to_none=True)
-        return loss.item()
+        return loss.detach()
 
     return step
 
@@ -122,17 +167,19 @@ def make_train_step(model: GPT, batch: int, seq: int, precision: str) -> Callabl
 # ---------------------------------------------------------------------------
 
 
-def matmul_peak(precision: str, n: int, repeats: int) -> dict[str, float]:
+def matmul_peak(precision: str, n: int, repeats: int,
+                device: torch.device = CPU) -> dict[str, float]:
     """FLOP/s of an n×n @ n×n matmul in this precision: median and best of `repeats`."""
     g = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
-    b = torch.randn(n, n, generator=g).to(PRECISIONS[precision])
-    times = timed(lambda: a @ b, warmup=2, repeats=repeats)
+    a = torch.randn(n, n, generator=g).to(device, PRECISIONS[precision])
+    b = torch.randn(n, n, generator=g).to(device, PRECISIONS[precision])
+    times = timed(lambda: a @ b, warmup=2, repeats=repeats, device=device)
     return {"median": 2 * n**3 / statistics.median(times), "best": 2 * n**3 / min(times)}
 
 
 def train_throughput(cfg: config.ModelConfig, variants: dict[str, tuple[dict, str]],
-                     batch: int, seq: int, warmup: int, repeats: int) -> dict[str, dict]:
+                     batch: int, seq: int, warmup: int, repeats: int,
+                     device: torch.device = CPU) -> dict[str, dict]:
     """Tokens/s of a training step for each variant {name: (config overrides, precision)}.
 
     The variants take turns step by step, so a burst of load elsewhere hits all of them.
@@ -140,20 +187,21 @@ def train_throughput(cfg: config.ModelConfig, variants: dict[str, tuple[dict, st
     steps, models = {}, {}
     for name, (overrides, precision) in variants.items():
         torch.manual_seed(0)
-        models[name] = GPT(replace(cfg, **overrides)).train()
-        steps[name] = make_train_step(models[name], batch, seq, precision)
+        models[name] = GPT(replace(cfg, **overrides)).to(device).train()
+        steps[name] = make_train_step(models[name], batch, seq, precision, device)
     for _ in range(warmup):
         for step in steps.values():
             step()
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
         for name, step in steps.items():
-            times[name] += timed(step, warmup=0, repeats=1)
+            times[name] += timed(step, warmup=0, repeats=1, device=device)
     results = {}
-    for name, (_, precision) in variants.items():
+    for name, (overrides, precision) in variants.items():
         median = statistics.median(times[name])
         results[name] = {
             "precision": precision,
+            "overrides": overrides,
             "tokens_per_s": batch * seq / median,
             "step_s_median": median,
             "step_s_all": times[name],
@@ -163,48 +211,83 @@ def train_throughput(cfg: config.ModelConfig, variants: dict[str, tuple[dict, st
 
 
 # ---------------------------------------------------------------------------
-# 3. Generation
+# 3. The real training loop
 # ---------------------------------------------------------------------------
 
 
-def read_bandwidth(megabytes: int, repeats: int) -> float:
+def loop_throughput(cfg: config.ModelConfig, batch: int, grad_accum: int, steps: int,
+                    device: torch.device) -> dict:
+    """Tokens/s of 03_train.py's train_step, in the precision `--dtype auto` picks, on random
+    tokens in a token file (memory-mapped, like train.bin)."""
+    train_mod = load_train_script()
+    dtype, why = utils.pick_dtype(device, "auto", cfg)
+    tc = config.get_train_config("small", batch_size=batch, grad_accum=grad_accum)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.bin"
+        rng = np.random.default_rng(0)
+        rng.integers(4, cfg.vocab_size, size=200_000, dtype=np.uint16).tofile(data)
+        batches = train_mod.Batches(data, cfg.block_size, batch, device, seed=0)
+        torch.manual_seed(0)
+        model = GPT(cfg).to(device).train()
+        dist = train_mod.Dist()
+        dist.enabled = False
+        autocast = autocast_for(device, {v: k for k, v in PRECISIONS.items()}[dtype])
+        run = train_mod.Run(
+            tc, cfg, dist, device, dtype, why, model, model,
+            train_mod.make_optimizer(model, tc, device), train_mod.make_scaler(device, dtype),
+            autocast, batches, batches, {}, "", {}, train_mod.RunFiles(Path(tmp), False),
+            lambda *a: None, train_mod.Progress(), time.perf_counter())
+        times = timed(lambda: train_mod.train_step(run), warmup=2, repeats=steps, device=device)
+    tokens = batch * cfg.block_size * grad_accum
+    return {"precision": utils.dtype_name(dtype), "why": why, "grad_accum": grad_accum,
+            "tokens_per_step": tokens, "tokens_per_s": tokens / statistics.median(times),
+            "step_s_all": times}
+
+
+# ---------------------------------------------------------------------------
+# 4. Generation
+# ---------------------------------------------------------------------------
+
+
+def read_bandwidth(megabytes: int, repeats: int, device: torch.device) -> float:
     """Bytes/s of reading a float32 array much larger than the caches (a sum)."""
-    a = torch.ones(megabytes * 2**20 // 4)
-    times = timed(lambda: a.sum(), warmup=2, repeats=repeats)
+    a = torch.ones(megabytes * 2**20 // 4, device=device)
+    times = timed(lambda: a.sum(), warmup=2, repeats=repeats, device=device)
     return a.numel() * 4 / statistics.median(times)
 
 
 @torch.inference_mode()
-def matvec_time(model: GPT, repeats: int) -> float:
+def matvec_time(model: GPT, repeats: int, device: torch.device) -> float:
     """Seconds per token of the batch-1 matmuls alone: each Linear's weight times one vector.
 
     Generation cannot beat this with these kernels; the rest of a step is the small ops.
     """
     weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    vectors = {w.size(1): torch.randn(1, w.size(1), dtype=w.dtype) for w in weights}
+    vectors = {w.size(1): torch.randn(1, w.size(1), dtype=w.dtype, device=device)
+               for w in weights}
 
     def run() -> None:
         for w in weights:
             torch.nn.functional.linear(vectors[w.size(1)], w)
 
-    return statistics.median(timed(run, warmup=2, repeats=repeats))
+    return statistics.median(timed(run, warmup=2, repeats=repeats, device=device))
 
 
 def generation_speed(model: GPT, prompt_len: int, new_tokens: int, use_cache: bool,
-                     repeats: int) -> dict:
+                     repeats: int, device: torch.device = CPU) -> dict:
     """Greedy batch-1 generation tokens/s (prompt processing included, as a user waits it)."""
     prompt = torch.randint(0, model.config.vocab_size, (1, prompt_len),
-                           generator=torch.Generator().manual_seed(0))
+                           generator=torch.Generator().manual_seed(0)).to(device)
 
     def run() -> None:
         model.generate(prompt, new_tokens, temperature=0, use_cache=use_cache)
 
-    times = timed(run, warmup=1, repeats=repeats)
+    times = timed(run, warmup=1, repeats=repeats, device=device)
     return {"tokens_per_s": new_tokens / statistics.median(times), "run_s_all": times}
 
 
 # ---------------------------------------------------------------------------
-# 4. Peak memory, one fresh process per variant
+# 5. Peak memory
 # ---------------------------------------------------------------------------
 
 
@@ -238,11 +321,26 @@ def memory_child(cfg_dict: dict, batch: int, seq: int, precision: str, steps: in
 
 
 def peak_memory(cfg: config.ModelConfig, checkpointing: bool, batch: int, seq: int,
-                precision: str, steps: int) -> dict:
-    cfg_dict = replace(cfg, gradient_checkpointing=checkpointing).to_dict()
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        result = pool.submit(memory_child, cfg_dict, batch, seq, precision, steps,
-                             torch.get_num_threads()).result()
+                precision: str, steps: int, device: torch.device) -> dict:
+    cfg = replace(cfg, gradient_checkpointing=checkpointing)
+    if device.type == "cuda":  # the allocator's own count, in this process
+        torch.manual_seed(0)
+        model = GPT(cfg).to(device).train()
+        step = make_train_step(model, batch, seq, precision, device)
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        baseline = torch.cuda.max_memory_allocated(device) / 2**20
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize(device)
+        result = {"model_only_mb": baseline,
+                  "peak_mb": torch.cuda.max_memory_allocated(device) / 2**20}
+        del model, step
+        torch.cuda.empty_cache()
+    else:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            result = pool.submit(memory_child, cfg.to_dict(), batch, seq, precision, steps,
+                                 torch.get_num_threads()).result()
     result["step_increase_mb"] = result["peak_mb"] - result["model_only_mb"]
     return result
 
@@ -256,7 +354,7 @@ def fmt(value: float, unit: str) -> str:
     if unit == "%":
         return f"{value:.1f} %"
     if unit == "×":
-        return f"{value:.1f}×"
+        return f"{value:.2f}×"
     if unit in ("GFLOP/s", "GB/s"):
         return f"{value:,.1f} {unit}"
     return f"{value:,.0f} {unit}"
@@ -275,13 +373,6 @@ def print_table(rows: list[tuple[str, float, str, str]]) -> None:
         print(f"{name:<{width}}  {value:>{vwidth}}  {note}")
 
 
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 # ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
@@ -289,11 +380,13 @@ def write_json(path: Path, data: dict) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Measure training and generation speed and training memory on this CPU.")
+        description="Measure training and generation speed and training memory on one device.")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | mps (default: cpu)")
     parser.add_argument("--preset", choices=list(config.PRESETS), default=None,
                         help="model preset (default: small; tiny with --quick)")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help="training sequences per step (default: 8; 2 with --quick)")
+                        help="training sequences per step (default: 8 on a CPU, 32 on a GPU; "
+                             "2 with --quick)")
     parser.add_argument("--seq-len", type=int, default=None,
                         help="training tokens per sequence (default: 256; 64 with --quick)")
     parser.add_argument("--repeats", type=int, default=None,
@@ -303,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generated tokens per run (default: 240; 24 with --quick)")
     parser.add_argument("--matmul-size", type=int, default=None,
                         help="side of the square matmuls timed for the peak "
-                             "(default: 2048; 256 with --quick)")
+                             "(default: 2048 on a CPU, 8192 on a GPU; 256 with --quick)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--only", default=",".join(SECTIONS),
@@ -322,6 +415,7 @@ class Settings:
 
     cfg: config.ModelConfig
     preset: str
+    device: torch.device
     batch: int
     seq: int
     repeats: int
@@ -339,7 +433,8 @@ Row = tuple[str, float, str, str]  # measurement, value, unit, note
 
 
 def run_peak(s: Settings, results: dict) -> list[Row]:
-    peaks = {p: matmul_peak(p, s.matmul_n, repeats=max(20, s.repeats)) for p in PRECISIONS}
+    peaks = {p: matmul_peak(p, s.matmul_n, max(20, s.repeats), s.device)
+             for p in precisions_for(s.device)}
     # MFU divides by the median: the training figures are medians under the same conditions.
     results["matmul_peak_flops"] = {p: flops["median"] for p, flops in peaks.items()}
     results["matmul_peak_flops_best"] = {p: flops["best"] for p, flops in peaks.items()}
@@ -349,39 +444,69 @@ def run_peak(s: Settings, results: dict) -> list[Row]:
 
 
 def run_train(s: Settings, results: dict) -> list[Row]:
-    variants = {"fp32": ({}, "fp32"), "bf16": ({}, "bf16")}
-    # Two prices: RoPE (the same model with learned positions) and dropout, which on the CPU
-    # also sends attention from the fused SDPA kernel to the plain math one.
+    auto_dtype, why = utils.pick_dtype(s.device, "auto", s.cfg)
+    auto = {v: k for k, v in PRECISIONS.items()}[auto_dtype]
+    variants = {p: ({}, p) for p in precisions_for(s.device)}
+    # Dropout priced in the automatic precision: residual dropout as shipped, none, and
+    # attention-probability dropout (which sends SDPA on a CPU to its unfused kernel).
+    variants[f"{auto}, every dropout 0"] = ({"dropout": 0.0, "attn_dropout": 0.0}, auto)
+    variants[f"{auto}, attention dropout 0.1"] = ({"attn_dropout": 0.1}, auto)
     if s.cfg.pos_encoding == "rope":
         variants["fp32, learned positions"] = ({"pos_encoding": "learned"}, "fp32")
-    if s.cfg.dropout > 0:
-        variants["fp32, dropout 0"] = ({"dropout": 0.0}, "fp32")
-        variants["bf16, dropout 0"] = ({"dropout": 0.0}, "bf16")
-    train = train_throughput(s.cfg, variants, s.batch, s.seq, warmup=2, repeats=s.repeats)
+    train = train_throughput(s.cfg, variants, s.batch, s.seq, warmup=2, repeats=s.repeats,
+                             device=s.device)
     results["train"] = train
+    results["auto_precision"] = {"precision": auto, "why": why,
+                                 "vs_fp32": train[auto]["tokens_per_s"]
+                                 / train["fp32"]["tokens_per_s"]}
+    shipped = train[auto]["tokens_per_s"]
+    results["dropout_cost"] = {
+        "shipped_vs_no_dropout": shipped / train[f"{auto}, every dropout 0"]["tokens_per_s"],
+        "attention_dropout_vs_no_dropout":
+            train[f"{auto}, attention dropout 0.1"]["tokens_per_s"]
+            / train[f"{auto}, every dropout 0"]["tokens_per_s"]}
     rows = []
     for name, r in train.items():
-        dropout = 0.0 if "dropout 0" in name else s.cfg.dropout
+        o = {**{"dropout": s.cfg.dropout, "attn_dropout": s.cfg.attn_dropout}, **r["overrides"]}
         rows.append((f"train {name}", r["tokens_per_s"], "tok/s",
-                     f"{s.shape}/step, dropout {dropout}, median of {s.repeats} steps"))
+                     f"{s.shape}/step, dropout {o['dropout']}, attention dropout "
+                     f"{o['attn_dropout']}, median of {s.repeats} steps"))
         peak = results.get("matmul_peak_flops", {}).get(r["precision"])
         if peak:
             r["mfu"] = r["flops_per_token"] * r["tokens_per_s"] / peak
             rows.append((f"  MFU {name}", 100 * r["mfu"], "%",
                          f"{r['flops_per_token'] / 1e6:.0f} MFLOP/token vs the "
                          f"{r['precision']} matmul peak"))
+    rows += [
+        ("  auto precision / fp32", results["auto_precision"]["vs_fp32"], "×",
+         f"--dtype auto picks {auto}: {why}"),
+        ("  as shipped / every dropout 0", results["dropout_cost"]["shipped_vs_no_dropout"], "×",
+         f"{auto}; residual dropout {s.cfg.dropout}, attention dropout {s.cfg.attn_dropout}"),
+        ("  attention dropout 0.1 / every dropout 0",
+         results["dropout_cost"]["attention_dropout_vs_no_dropout"], "×",
+         f"{auto}; what attention-probability dropout would cost"),
+    ]
     return rows
+
+
+def run_loop(s: Settings, results: dict) -> list[Row]:
+    grad_accum = 2
+    loop = loop_throughput(s.cfg, s.batch, grad_accum, max(3, s.repeats), s.device)
+    results["loop"] = loop
+    return [("03_train.py train_step", loop["tokens_per_s"], "tok/s",
+             f"{s.batch}×{s.cfg.block_size} × {grad_accum} accumulation, {loop['precision']} "
+             f"(auto), GradScaler and the device's AdamW, median")]
 
 
 def run_generate(s: Settings, results: dict) -> list[Row]:
     torch.manual_seed(0)
-    model = GPT(s.cfg).eval()
-    bandwidth = read_bandwidth(32 if s.quick else 512, repeats=max(5, s.repeats))
+    model = GPT(s.cfg).to(s.device).eval()
+    bandwidth = read_bandwidth(32 if s.quick else 512, max(5, s.repeats), s.device)
     # Batch 1 reads every weight once per token: the tied embedding once (as the LM head),
     # a learned position embedding only one row.
     wpe = model.wpe.weight.numel() if model.wpe is not None else 0
     weight_bytes = (model.num_params() - wpe) * model.wte.weight.element_size()
-    matvec_s = matvec_time(model, repeats=max(10, s.repeats))
+    matvec_s = matvec_time(model, max(10, s.repeats), s.device)
     gen = {
         "read_bandwidth_bytes_per_s": bandwidth,
         "weight_bytes": weight_bytes,
@@ -393,7 +518,7 @@ def run_generate(s: Settings, results: dict) -> list[Row]:
     for use_cache in (True, False):
         runs = s.repeats if use_cache else min(s.repeats, 3)  # the slow one runs less often
         gen["kv_cache" if use_cache else "no_cache"] = generation_speed(
-            model, s.prompt_len, s.new_tokens, use_cache, runs)
+            model, s.prompt_len, s.new_tokens, use_cache, runs, s.device)
     gen["speedup"] = gen["kv_cache"]["tokens_per_s"] / gen["no_cache"]["tokens_per_s"]
     results["generate"] = gen
     note = f"batch 1, {s.prompt_len}-token prompt, {s.new_tokens} new, greedy, median"
@@ -410,17 +535,20 @@ def run_generate(s: Settings, results: dict) -> list[Row]:
 
 
 def run_memory(s: Settings, results: dict) -> list[Row]:
+    if s.device.type == "mps":
+        return [("peak memory", float("nan"), "MB", "not measured on MPS")]
     # The peak RSS of the same step moves by up to ~15 % between processes (the allocator
-    # keeps freed memory in patterns that depend on timing), so each variant runs in several
-    # fresh processes, alternating, and the median is reported.
-    runs = 1 if s.quick else 3
+    # keeps freed memory in patterns that depend on timing), so on the CPU each variant runs
+    # in several fresh processes, alternating, and the median is reported.
+    runs = 1 if s.quick or s.device.type == "cuda" else 3
     variants = (("no checkpointing", False), ("gradient checkpointing", True))
     samples: dict[str, list[dict]] = {name: [] for name, _ in variants}
     for _ in range(runs):
         for name, ckpt in variants:
-            samples[name].append(peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", steps=2))
-    memory: dict = {"method": f"peak RSS (VmHWM) of a fresh spawned process, median of {runs} "
-                              f"per variant; model-only = right after building the model and "
+            samples[name].append(peak_memory(s.cfg, ckpt, s.batch, s.seq, "fp32", 2, s.device))
+    what = ("torch.cuda.max_memory_allocated" if s.device.type == "cuda"
+            else f"peak RSS (VmHWM) of a fresh spawned process, median of {runs} per variant")
+    memory: dict = {"method": f"{what}; model-only = right after building the model and "
                               f"optimizer; 2 fp32 training steps"}
     for name, _ in variants:
         memory[name] = {key: statistics.median(r[key] for r in samples[name])
@@ -432,9 +560,9 @@ def run_memory(s: Settings, results: dict) -> list[Row]:
     memory["increase_reduction"] = (1 - ckpt["step_increase_mb"] / plain["step_increase_mb"]
                                     if plain["step_increase_mb"] > 0 else None)
     results["memory"] = memory
-    rows = [(f"peak RSS, {name}", memory[name]["peak_mb"], "MB",
+    rows = [(f"peak memory, {name}", memory[name]["peak_mb"], "MB",
              f"fp32 {s.shape}; +{memory[name]['step_increase_mb']:,.0f} MB over "
-             f"model-only {memory[name]['model_only_mb']:,.0f} MB; median of {runs}")
+             f"model-only {memory[name]['model_only_mb']:,.0f} MB")
             for name, _ in variants]
     increase = memory["increase_reduction"]
     rows.append(("  checkpointing saves", 100 * memory["peak_reduction"], "%",
@@ -443,8 +571,8 @@ def run_memory(s: Settings, results: dict) -> list[Row]:
     return rows
 
 
-SECTION_RUNNERS = {"peak": run_peak, "train": run_train, "generate": run_generate,
-                   "memory": run_memory}
+SECTION_RUNNERS = {"peak": run_peak, "train": run_train, "loop": run_loop,
+                   "generate": run_generate, "memory": run_memory}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,17 +583,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown section(s) {', '.join(unknown)}; choose from "
               f"{', '.join(SECTIONS)} (e.g. --only train,generate)", file=sys.stderr)
         return 2
+    try:
+        device, _ = utils.select_device(args.device)
+    except utils.UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    gpu = device.type != "cpu"
     quick = args.quick
     preset = args.preset or ("tiny" if quick else "small")
     cfg = config.get_preset(preset)
     s = Settings(
-        cfg=cfg, preset=preset, quick=quick,
-        batch=args.batch_size or (2 if quick else 8),
+        cfg=cfg, preset=preset, device=device, quick=quick,
+        batch=args.batch_size or (2 if quick else 32 if gpu else 8),
         seq=args.seq_len or (64 if quick else cfg.block_size),
-        repeats=args.repeats or (2 if quick else 5),
+        repeats=args.repeats or (2 if quick else 10 if gpu else 5),
         prompt_len=args.prompt_len,
         new_tokens=args.new_tokens or (24 if quick else 240),
-        matmul_n=args.matmul_size or (256 if quick else 2048),
+        matmul_n=args.matmul_size or (256 if quick else 8192 if gpu else 2048),
     )
     if not 1 <= s.seq <= cfg.block_size:
         print(f"error: --seq-len must be in 1…{cfg.block_size} (the context of {preset})",
@@ -476,9 +610,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # as 03_train.py trains: TF32 on Ampere+
 
-    info = machine_info()
-    print(f"Tatar-GPT bench: preset {preset}, {info['cpu'] or 'CPU'}, "
+    info = machine_info(device)
+    where = info.get("gpu") or info["cpu"] or "CPU"
+    print(f"Tatar-GPT bench: preset {preset} on {device} ({where}), "
           f"{info['torch_threads']} torch threads, torch {info['torch']}")
     results: dict = {"machine": info, "preset": preset, "model_config": cfg.to_dict(),
                      "batch_size": s.batch, "seq_len": s.seq, "repeats": s.repeats,
@@ -494,10 +631,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     busy = max(results["load_average_before"][0], results["load_average_after"][0])
-    if busy > 0.5 * (os.cpu_count() or 1) + 1:
+    if device.type == "cpu" and busy > 0.5 * (os.cpu_count() or 1) + 1:
         print(f"\nnote: load average {busy:.1f} on {os.cpu_count()} CPUs: other processes "
               f"were running, so these timings are pessimistic; run again when it is idle.")
-    write_json(args.out, results)
+    utils.atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n",
-                        encoding="utf-8")
+    import utils
+
+    utils.atomic_write_text(args.out, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
 

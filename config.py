@@ -13,6 +13,7 @@ Every script reads its defaults from here and exposes them as command-line flags
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import asdict, dataclass, fields, replace
 
@@ -68,7 +69,8 @@ class ModelConfig:
     n_head: int = 8
     n_embd: int = 512
     ffn_hidden: int = 2048
-    dropout: float = 0.1
+    dropout: float = 0.1  # on the embeddings and on what each block adds to the residual stream
+    attn_dropout: float = 0.0  # on the attention probabilities (costs the fused kernel on CPUs)
     bias: bool = False
     rope_theta: float = 10000.0
     # Variant switches (see docs/ARCHITECTURE.md).
@@ -118,10 +120,13 @@ class ModelConfig:
                 )
         if self.sliding_window is not None and self.sliding_window <= 0:
             raise ValueError(f"sliding_window must be positive or None, got {self.sliding_window}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.rope_theta <= 0:
-            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
+        for name in ("dropout", "attn_dropout"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.rope_theta, (int, float)) or not self.rope_theta > 0 \
+                or math.isinf(self.rope_theta):
+            raise ValueError(f"rope_theta must be a positive number, got {self.rope_theta!r}")
         for name, allowed in (
             ("norm", NORMS),
             ("mlp", MLPS),
@@ -144,8 +149,8 @@ class ModelConfig:
 
 
 PRESETS: dict[str, ModelConfig] = {
-    # Fast CPU runs and tests.
-    "tiny": ModelConfig(n_layer=3, n_head=4, n_embd=128, ffn_hidden=512, dropout=0.0),
+    # The quick run on a CPU (run_pipeline.sh --quick) and the tests; see docs/QUICK_RUN.md.
+    "tiny": ModelConfig(n_layer=3, n_head=4, n_embd=128, ffn_hidden=512, dropout=0.1),
     # The reference Tatar-GPT: ≈23.1M parameters.
     "small": ModelConfig(),
     "medium": ModelConfig(n_layer=8, n_head=10, n_embd=640, ffn_hidden=2560),
@@ -158,6 +163,28 @@ PRESETS: dict[str, ModelConfig] = {
     "mistral": ModelConfig(
         norm="rmsnorm", mlp="swiglu", ffn_hidden=1632, n_kv_head=2, sliding_window=128
     ),
+}
+
+
+# The model flags of 03_train.py: one per ModelConfig field, applied on top of --preset.
+# (vocab_size comes from the tokenizer; gradient checkpointing is a training flag.)
+MODEL_HELP = {
+    "block_size": "context length in tokens",
+    "n_layer": "transformer blocks",
+    "n_head": "attention heads per block",
+    "n_embd": "width of the residual stream (a multiple of --n-head)",
+    "ffn_hidden": "hidden width of the MLP",
+    "dropout": "dropout on the embeddings and on each block's residual branches",
+    "attn_dropout": "dropout on the attention probabilities (on a CPU it costs the fused "
+                    "attention kernel)",
+    "bias": "biases in the linear layers and LayerNorms",
+    "rope_theta": "base θ of the rotary position angles",
+    "norm": "layernorm | rmsnorm",
+    "mlp": "gelu | swiglu",
+    "pos_encoding": "rope | learned",
+    "n_kv_head": "key/value heads for grouped-query attention (none = one per query head)",
+    "sliding_window": "attend to at most this many past tokens (none = the whole context)",
+    "attention": "sdpa (fused kernels) | math (plain, for teaching)",
 }
 
 
@@ -262,7 +289,10 @@ class TrainConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     compile: bool = False
     gradient_checkpointing: bool = False
+    sentence_starts: bool = True  # training windows begin at a sentence's <bos>
     resume: bool = False
+    overwrite: bool = False
+    time_budget: float = 0.0  # minutes; 0 = train for max_iters
     plot: bool = False
 
     def to_dict(self) -> dict:
@@ -294,18 +324,31 @@ TRAIN_HELP = {
     "dtype": "auto | float32 | bfloat16 | float16 (autocast precision)",
     "compile": "compile the model with torch.compile",
     "gradient_checkpointing": "recompute activations in backward to save memory",
-    "resume": "continue from OUT_DIR/last.pt",
+    "sentence_starts": "start every training and evaluation window at a sentence's <bos>, as "
+                       "the model is used (--no-sentence-starts: at any token)",
+    "resume": "continue from OUT_DIR/last.pt (flags not given keep the checkpoint's values)",
+    "overwrite": "train afresh into an OUT_DIR that holds a model; the old files are replaced "
+                 "only once the new run has passed its first evaluation",
+    "time_budget": "minutes: time the first steps, then set --max-iters (and the cosine) so "
+                   "that training ends within this budget; a --max-iters given too is the "
+                   "most it may plan (0 = off)",
     "plot": "draw OUT_DIR/loss_curve.png from the log and exit",
 }
 
 # Training settings that make sense for a preset, on top of TrainConfig's defaults.
 TRAIN_PRESETS: dict[str, dict] = {
+    # Chosen by scripts/sweep_quick.py on the bundled corpus (docs/QUICK_RUN.md).
     "tiny": dict(
-        max_iters=300, eval_interval=50, eval_iters=10, batch_size=16, grad_accum=1,
-        lr=2e-3, min_lr=2e-4, warmup_iters=20,
+        max_iters=1200, eval_interval=200, eval_iters=10, batch_size=16, grad_accum=1,
+        lr=3e-3, min_lr=3e-4, warmup_iters=20, patience=3,
     ),
     "large": dict(batch_size=16, grad_accum=8),
 }
+
+
+# The quick course run (run_pipeline.sh --quick, and the offline fallback): the preset (its
+# training settings are its TRAIN_PRESETS entry) and the tokenizer's vocabulary size.
+QUICK_RUN = {"preset": "tiny", "vocab_size": 3072}
 
 
 def get_train_config(preset: str = "small", **overrides) -> TrainConfig:

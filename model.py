@@ -131,7 +131,10 @@ class CausalSelfAttention(nn.Module):
         self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.kv_heads, config.head_dim
         self.window = config.sliding_window
         self.use_sdpa = config.attention == "sdpa"
-        self.dropout = config.dropout
+        # Dropout on the attention probabilities is its own setting: on a CPU any value > 0
+        # sends SDPA from its fused kernel to the unfused math one (about half the speed),
+        # while the residual dropout below costs almost nothing.
+        self.attn_dropout = config.attn_dropout
         kv_dim = self.n_kv_head * self.head_dim
         # One matmul for q, k and v; with GQA k and v are narrower than q.
         self.c_attn = nn.Linear(config.n_embd, config.n_embd + 2 * kv_dim, bias=config.bias)
@@ -169,11 +172,10 @@ class CausalSelfAttention(nn.Module):
         # GQA: each kv head serves n_head/n_kv_head query heads. SDPA does the sharing itself
         # (enable_gqa); the plain math path repeats k and v to show what it means.
         gqa = self.n_kv_head != self.n_head
-        dropout = self.dropout if self.training else 0.0
+        dropout = self.attn_dropout if self.training else 0.0
         plain_causal = pos == 0 and T == S and (self.window is None or self.window >= T)
         if self.use_sdpa and (plain_causal or T == 1):
             # Fused kernels (FlashAttention / memory-efficient where the backend has them).
-            # On the CPU, dropout_p > 0 sends SDPA back to its unfused math kernel.
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout,
                                                is_causal=plain_causal and T > 1, enable_gqa=gqa)
         else:

@@ -516,14 +516,22 @@ def test_bench_quick_run_writes_its_figures(tmp_path, capsys):
     import bench
 
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--only", "peak,train,generate", "--repeats", "1",
+    assert bench.main(["--quick", "--only", "peak,train,loop,generate", "--repeats", "1",
                        "--new-tokens", "8", "--threads", "1", "--out", str(out)]) == 0
-    assert "generate with KV cache" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "generate with KV cache" in printed and "03_train.py train_step" in printed
     results = json.loads(out.read_text())
     assert results["preset"] == "tiny" and results["machine"]["torch_threads"] == 1
-    for name in ("fp32", "bf16", "fp32, learned positions"):
+    assert results["machine"]["device"] == "cpu"
+    auto = results["auto_precision"]["precision"]
+    for name in ("fp32", "bf16", "fp32, learned positions", f"{auto}, every dropout 0",
+                 f"{auto}, attention dropout 0.1"):
         assert results["train"][name]["tokens_per_s"] > 0
         assert 0 < results["train"][name]["mfu"] < 1.5
+    assert results["auto_precision"]["vs_fp32"] == pytest.approx(
+        results["train"][auto]["tokens_per_s"] / results["train"]["fp32"]["tokens_per_s"])
+    assert results["loop"]["tokens_per_s"] > 0 and results["loop"]["precision"] in (
+        "float32", "bfloat16")
     assert results["generate"]["kv_cache"]["tokens_per_s"] > 0
     assert results["generate"]["weight_bytes"] == 4 * GPT(get_preset("tiny")).num_params()
 

@@ -12,6 +12,7 @@ import io
 import json
 import random
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -449,9 +450,9 @@ def test_malformed_leipzig_lines_are_counted(tmp_path):
     assert prep.main(["--archive", str(archive), "--data-dir", str(tmp_path)]) == 0
     stats = read_stats(tmp_path)
     assert stats["dropped"]["malformed"] == 2
-    assert stats["sources"][0] | {"dropped": None} == {
+    assert stats["sources"][0] | {"dropped": None, "tatar_letter_share": None} == {
         "kind": "archive", "name": NAME, "url": None, "paths": [str(archive)],
-        "lines_read": 22, "kept": 20, "dropped": None}
+        "lines_read": 22, "kept": 20, "dropped": None, "tatar_letter_share": None}
 
 
 @pytest.mark.parametrize("content, message", [
@@ -710,3 +711,82 @@ def test_cli_help_and_run(tmp_path):
     assert result.stdout.rstrip().endswith("Next: python 02_train_tokenizer.py")
     assert "too_short" in result.stdout and "in.txt" in result.stdout
     assert (tmp_path / "data" / "processed" / "train.txt").is_file()
+
+
+# ---------------------------------------------------------------------------
+# Nothing lost, every bad input answered
+# ---------------------------------------------------------------------------
+
+
+def test_failed_download_keeps_a_corpus_prepared_earlier(server, corpus, dead_url, sample_dir,
+                                                         tmp_path, capsys):
+    server.routes[server.path()] = ("ok", corpus[1])
+    assert prep.main(download_args(server, tmp_path)) == 0
+    before = snapshot(tmp_path / "processed")
+    shutil.rmtree(tmp_path / "raw")  # so that the archive must be downloaded again
+    capsys.readouterr()
+    offline = ["--corpus", NAME, "--base-url", dead_url, "--data-dir", str(tmp_path),
+               "--backoff", "0", "--retries", "0", "--sample-dir", str(sample_dir)]
+    assert prep.main(offline) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"already holds a prepared corpus ({NAME}, 3,000 lines), so it is kept" in err
+    assert "--source sample" in err
+    assert snapshot(tmp_path / "processed") == before
+
+
+def test_failed_download_may_replace_an_earlier_sample_fallback(dead_url, sample_dir, tmp_path):
+    offline = ["--corpus", NAME, "--base-url", dead_url, "--data-dir", str(tmp_path),
+               "--backoff", "0", "--retries", "0", "--sample-dir", str(sample_dir)]
+    assert prep.main(offline) == 0
+    assert prep.main(offline) == 0  # the sample replaces the sample: nothing is downgraded
+    assert read_stats(tmp_path)["fallback"] is True
+
+
+RUSSIAN = ("Сегодня в городе прошёл большой праздник, и на улицах было много людей.",
+           "Он сказал, что завтра они поедут на дачу к бабушке.",
+           "Это очень интересная книга о жизни в деревне.")
+
+
+def test_text_that_is_not_tatar_is_refused_unless_allowed(tmp_path, capsys):
+    russian = write_lines(tmp_path / "russian.txt",
+                          [f"{s} Номер {i}." for i in range(200) for s in RUSSIAN])
+    assert prep.main(["--text-file", str(russian), "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "does not look like Tatar" in err and "--allow-non-tatar" in err
+    assert not (tmp_path / "processed" / "train.txt").exists()
+    assert prep.main(["--text-file", str(russian), "--data-dir", str(tmp_path),
+                      "--allow-non-tatar"]) == 0
+    assert "WARNING" in capsys.readouterr().err
+    assert read_stats(tmp_path)["tatar_letter_share"] == 0.0
+
+    tatar = write_lines(tmp_path / "tatar.txt", tatar_lines(300))
+    assert prep.main(["--text-file", str(tatar), "--data-dir", str(tmp_path)]) == 0
+    stats = read_stats(tmp_path)
+    text = "".join(tatar_lines(300))
+    tatar_count = sum(text.lower().count(c) for c in "әөүҗңһ")
+    cyrillic = sum(1 for c in text if "\u0400" <= c <= "\u04ff")
+    assert stats["tatar_letter_share"] == pytest.approx(tatar_count / cyrillic, abs=1e-4)
+    assert stats["sources"][0]["tatar_letter_share"] == stats["tatar_letter_share"]
+
+
+def test_full_disk_leaves_no_temporary_file_and_the_old_outputs(tmp_path, capsys):
+    good = write_lines(tmp_path / "good.txt", tatar_lines(500))
+    assert prep.main(["--text-file", str(good), "--data-dir", str(tmp_path)]) == 0
+    processed = tmp_path / "processed"
+    before = snapshot(processed)
+    (processed / "train.txt.tmp").symlink_to("/dev/full")  # every write: ENOSPC
+    other = write_lines(tmp_path / "other.txt", tatar_lines(700, seed=3))
+    capsys.readouterr()
+    assert prep.main(["--text-file", str(other), "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "free some space" in err
+    assert "Traceback" not in err
+    assert snapshot(processed) == before  # the symlink is gone, nothing else changed
+
+
+def test_an_output_folder_that_is_a_file_is_one_message(tmp_path, capsys):
+    good = write_lines(tmp_path / "good.txt", tatar_lines(100))
+    (tmp_path / "processed").write_text("not a folder")
+    assert prep.main(["--text-file", str(good), "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot use") and "Traceback" not in err

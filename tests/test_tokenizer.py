@@ -383,10 +383,15 @@ def test_failed_encoding_keeps_previous_files(trained, tmp_path, monkeypatch, fa
             "--batch-lines", 50)
     assert run_main(*args) == 0
     processed = data_dir / "processed"
-    outputs = ("train.bin", "val.bin", "meta.json")
-    before = {name: (processed / name).read_bytes() for name in outputs}
+    outputs = [processed / n for n in ("train.bin", "val.bin", "meta.json")] + [
+        tok_dir / n for n in ("tokenizer.json", "tokenizer_config.json")]
+    before = {p: p.read_bytes() for p in outputs}
+    meta_before = json.loads(before[processed / "meta.json"])
+    # Another corpus: a new tokenizer would differ, so keeping the old one is visible.
+    with open(processed / "train.txt", "a", encoding="utf-8") as f:
+        f.write("Яңа җөмләләр өстәлде, шуңа күрә токенизатор да үзгәрер иде.\n" * 1)
 
-    train_batches = math.ceil(json.loads(before["meta.json"])["train_lines"] / 50)
+    train_batches = math.ceil((meta_before["train_lines"] + 1) / 50)
     fail_at = 2 if fail_in == "train" else train_batches + 1
     calls = 0
     real = train_tokenizer.batch_to_array
@@ -402,6 +407,20 @@ def test_failed_encoding_keeps_previous_files(trained, tmp_path, monkeypatch, fa
     with pytest.raises(RuntimeError, match="disk full"):
         run_main(*args)
     assert calls == fail_at
-    assert {name: (processed / name).read_bytes() for name in outputs} == before
+    assert {p: p.read_bytes() for p in outputs} == before  # the tokenizer too
     assert not list(processed.glob("*.tmp")) and not list(tok_dir.glob("*.tmp"))
     assert utils.check_token_files(data_dir, tok_dir)["vocab_size"] == VOCAB
+
+
+def test_full_disk_is_one_message_and_changes_nothing(trained, tmp_path, capsys):
+    data_dir, tok_dir = copy_corpus(trained.data_dir, tmp_path / "data"), tmp_path / "tok"
+    args = ("--data-dir", data_dir, "--tokenizer-dir", tok_dir, "--vocab-size", VOCAB)
+    assert run_main(*args) == 0
+    before = {p: p.read_bytes() for p in [*tok_dir.iterdir(), *(data_dir / "processed").iterdir()]}
+    (tok_dir / "tokenizer.json.tmp").symlink_to("/dev/full")
+    capsys.readouterr()
+    assert run_main(*args) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    after = {p: p.read_bytes() for p in [*tok_dir.iterdir(), *(data_dir / "processed").iterdir()]}
+    assert after == before

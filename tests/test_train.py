@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import struct
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -88,8 +90,9 @@ def test_checkpoint_round_trip_through_load_model(tiny_data, tmp_path):
     model, ckpt = utils.load_model(out / "best_model.pt", device="cpu")
     assert not model.training
     assert model.config == config.ModelConfig.from_dict(ckpt["model_config"])
+    assert "optimizer" not in ckpt and "model" not in ckpt  # the weights live in the model
     fresh = GPT(model.config)
-    fresh.load_state_dict(ckpt["model"])
+    fresh.load_state_dict(torch.load(out / "best_model.pt", weights_only=True)["model"])
     fresh.eval()
     idx = torch.randint(0, model.config.vocab_size, (2, 16))
     assert torch.equal(model(idx, all_logits=True)[0], fresh(idx, all_logits=True)[0])
@@ -123,7 +126,7 @@ def test_missing_and_mismatched_inputs_are_refused(tiny_data, tmp_path, capsys):
         utils.load_model(tmp_path / "nothing.pt")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(utils.UserError, match="not a readable checkpoint"):
+    with pytest.raises(utils.UserError, match="is damaged or not a checkpoint"):
         utils.load_model(bad)
 
 
@@ -257,22 +260,38 @@ def test_unavailable_device_is_a_clear_error(monkeypatch):
 
 def test_dtype_choice_per_device(monkeypatch):
     cuda, mps, cpu = torch.device("cuda"), torch.device("mps"), torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+
+    def gpu(native: bool):
+        # torch's default includes emulation: a T4 (sm_75) says True unless asked for native.
+        return lambda including_emulation=True: native or including_emulation
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu(native=True))
     assert utils.pick_dtype(cuda)[0] == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
-    assert utils.pick_dtype(cuda)[0] == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu(native=False))
+    dtype, why = utils.pick_dtype(cuda)
+    assert dtype == torch.float16 and "loss scaling" in why
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda d: d == "mps")
     assert utils.pick_dtype(mps)[0] == torch.float16
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda d: False)
     dtype, why = utils.pick_dtype(mps)
     assert dtype == torch.float32 and why.startswith("notice")
-    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: True)
-    assert utils.pick_dtype(cpu)[0] == torch.bfloat16
-    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: False)
-    assert utils.pick_dtype(cpu)[0] == torch.float32
+    # CPU: decided by the measured speed of bf16 matmuls, not by the processor's flags.
+    monkeypatch.setattr(utils, "cpu_bf16_speedup", lambda *a: 1.9)
+    dtype, why = utils.pick_dtype(cpu)
+    assert dtype == torch.bfloat16 and "1.90× as fast" in why
+    monkeypatch.setattr(utils, "cpu_bf16_speedup", lambda *a: 0.56)
+    dtype, why = utils.pick_dtype(cpu)
+    assert dtype == torch.float32 and "0.56× as fast" in why
     assert utils.pick_dtype(cpu, "bfloat16")[0] == torch.bfloat16
     with pytest.raises(utils.UserError):
         utils.pick_dtype(cpu, "float16")
+
+
+def test_cpu_bf16_measurement_is_real_and_quick():
+    utils.cpu_bf16_speedup.cache_clear()
+    speedup = utils.cpu_bf16_speedup(128, 512)
+    assert 0.05 < speedup < 50
+    assert utils.cpu_bf16_speedup(128, 512) == speedup  # measured once per process
 
 
 def test_lr_schedule_warmup_then_cosine_to_min():
@@ -283,3 +302,425 @@ def test_lr_schedule_warmup_then_cosine_to_min():
     assert all(a >= b for a, b in zip(lrs[100:], lrs[101:], strict=False))
     assert lrs[1000] == pytest.approx(cfg.min_lr)
     assert config.TrainConfig().lr == 3e-4 and config.TrainConfig().min_lr == 3e-5
+
+
+# -- the GPU and Mac paths, shown on a CPU ------------------------------------------------------
+
+
+def test_dist_any_builds_its_flag_on_the_training_device(monkeypatch):
+    """NCCL all-reduces CUDA tensors only: the flag must live on the training device."""
+    seen = []
+
+    class Reduced(Exception):
+        pass
+
+    def all_reduce(t, op=None):
+        seen.append(t.device)
+        raise Reduced  # a meta tensor has no value to read back
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
+    dist = train_mod.Dist()
+    dist.enabled, dist.device = True, torch.device("meta")
+    for call in (lambda: dist.any(True), lambda: dist.min(5)):
+        with pytest.raises(Reduced):
+            call()
+    assert [d.type for d in seen] == ["meta", "meta"]
+
+
+def test_resume_state_is_read_on_the_cpu_and_cuda_states_are_trimmed(tiny_data, tmp_path,
+                                                                       monkeypatch):
+    out = tmp_path / "models"
+    assert run_train(tiny_data, out, "--max-iters", "2", "--eval-interval", "2") == 0
+    # A checkpoint saved on a machine with three GPUs …
+    state = torch.load(out / "last.pt", weights_only=True)
+    cuda_states = [torch.full((16,), i, dtype=torch.uint8) for i in range(3)]
+    state["rng"]["cuda"] = cuda_states
+    state["rng_ranks"][0]["cuda"] = cuda_states
+    torch.save(state, out / "last.pt")
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k.get("map_location"))
+                        or real_load(*a, **k))
+    # … resumed on a machine with one.
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.extend)
+    assert run_train(tiny_data, out, "--max-iters", "4", "--resume") == 0
+    assert loads[0] == "cpu"
+    assert len(restored) == 1 and torch.equal(restored[0], cuda_states[0])
+    assert restored[0].device.type == "cpu"
+
+
+def test_torchrun_on_apple_mps_is_refused(monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda **k: pytest.fail("must refuse before joining a group"))
+    with pytest.raises(utils.UserError, match="cannot all-reduce MPS tensors"):
+        train_mod.Dist().setup(torch.device("mps"))
+
+
+def test_checkpointing_with_dropout_on_mps_is_refused():
+    mps = torch.device("mps")
+    with_dropout = config.get_preset("small", gradient_checkpointing=True)
+    with pytest.raises(utils.UserError, match="does not restore the MPS random state"):
+        train_mod.check_device_support(mps, with_dropout)
+    train_mod.check_device_support(mps, replace(with_dropout, dropout=0.0))
+    train_mod.check_device_support(torch.device("cpu"), with_dropout)
+
+
+def test_fused_adamw_only_on_cuda():
+    model = GPT(config.get_preset("tiny", vocab_size=64))
+    cfg = config.get_train_config("tiny")
+    cpu = train_mod.make_optimizer(model, cfg, torch.device("cpu"))
+    assert cpu.defaults["foreach"] and not cpu.defaults["fused"]
+    # (fused=True on CPU tensors is accepted by torch: the choice itself is what is checked)
+    cuda = train_mod.make_optimizer(model, cfg, torch.device("cuda"))
+    assert cuda.defaults["fused"]
+
+
+def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatch):
+    """.item(), float() or bool() of a tensor makes the CPU wait for the GPU: the training loop
+    does it per logged step and per evaluation, not per step or per micro-batch."""
+    reads = []
+    here = str(ROOT / "03_train.py")
+    for name in ("item", "__float__", "__bool__", "tolist"):
+        real = getattr(torch.Tensor, name)
+
+        def spy(self, *a, _real=real, _name=name, **k):
+            if sys._getframe(1).f_code.co_filename == here:
+                reads.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(torch.Tensor, name, spy)
+    out = tmp_path / "models"
+    assert run_train(tiny_data, out, "--max-iters", "40", "--grad-accum", "2",
+                     "--log-interval", "10", "--eval-interval", "20") == 0
+    # 4 logged steps × (the non-finite flag + the loss) + 3 evaluations × 2 splits.
+    assert len(reads) == 4 * 2 + 3 * 2, reads
+
+
+def test_ranks_get_their_own_dropout_seeds(tiny_data, tmp_path, monkeypatch):
+    seeds = []
+    monkeypatch.setattr(utils, "set_seed", seeds.append)
+    dist = train_mod.Dist()
+    dist.rank = 1
+    cfg = config.get_train_config("tiny", data_dir=str(tiny_data.data_dir),
+                                  tokenizer_dir=str(tiny_data.tokenizer_dir), device="cpu")
+    tok = utils.load_tokenizer(tiny_data.tokenizer_dir)
+    meta = utils.check_token_files(tiny_data.data_dir, tiny_data.tokenizer_dir)
+    model_cfg = config.get_preset("tiny", vocab_size=tok.vocab_size)
+    train_mod.build_run(cfg, model_cfg, dist, meta, tok, {}, train_mod.RunFiles(tmp_path, False),
+                        lambda *a: None, 0.0)
+    assert seeds == [cfg.seed, cfg.seed + 1]  # the same initial weights, then its own masks
+
+
+# -- CPU speed: attention dropout apart from residual dropout -----------------------------------
+
+
+@pytest.mark.parametrize("attn_dropout", [0.0, 0.1])
+def test_residual_dropout_keeps_the_fused_attention_kernel(monkeypatch, attn_dropout):
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*a, dropout_p=0.0, **k):
+        seen.append(dropout_p)
+        return real(*a, dropout_p=dropout_p, **k)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    cfg = config.get_preset("tiny", vocab_size=64, block_size=16, dropout=0.1,
+                            attn_dropout=attn_dropout)
+    model = GPT(cfg).train()
+    x = torch.randint(0, 64, (2, 16))
+    model(x, x)
+    assert seen == [attn_dropout] * cfg.n_layer
+    assert config.get_preset("small").dropout == 0.1
+    assert config.get_preset("small").attn_dropout == 0.0
+
+
+# -- the model's shape from the command line ------------------------------------------------------
+
+
+def test_shape_flags_apply_on_top_of_the_preset_and_are_recorded(tiny_data, tmp_path):
+    out = tmp_path / "models"
+    shape = ["--n-layer", "2", "--n-head", "4", "--n-embd", "64", "--ffn-hidden", "96",
+             "--block-size", "64", "--norm", "rmsnorm", "--mlp", "swiglu", "--n-kv-head", "2",
+             "--sliding-window", "32", "--dropout", "0.05", "--attn-dropout", "0.1"]
+    assert run_train(tiny_data, out, "--max-iters", "2", "--eval-interval", "2", *shape) == 0
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    mc = config.ModelConfig.from_dict(ckpt["model_config"])
+    assert (mc.n_layer, mc.n_head, mc.n_embd, mc.ffn_hidden, mc.block_size) == (2, 4, 64, 96, 64)
+    assert (mc.norm, mc.mlp, mc.n_kv_head, mc.sliding_window) == ("rmsnorm", "swiglu", 2, 32)
+    assert (mc.dropout, mc.attn_dropout, mc.pos_encoding) == (0.05, 0.1, "rope")  # rope: tiny's
+    model, _ = utils.load_model(out / "last.pt")
+    assert model.num_params() == config.param_breakdown(mc)["total"]
+    assert ckpt["train_config"]["preset"] == "tiny"
+
+
+def test_bad_shape_flags_get_one_clear_message(tiny_data, tmp_path, capsys):
+    assert run_train(tiny_data, tmp_path / "m", "--n-head", "3") == 2
+    err = capsys.readouterr().err
+    assert "model shape is not valid" in err and "divisible by n_head" in err
+    with pytest.raises(SystemExit):
+        train_mod.main(["--norm", "batchnorm"])
+    capsys.readouterr()
+
+
+def test_time_budget_plans_the_iterations(tiny_data, tmp_path, capsys):
+    out = tmp_path / "models"
+    assert run_train(tiny_data, out, "--time-budget", "0.25", "--max-iters", "100000",
+                     "--eval-interval", "25") == 0
+    printed = capsys.readouterr().out
+    plan = re.search(r"time budget 0.25 min: ([\d.]+) s per iteration and ([\d.]+) s per "
+                     r"evaluation measured; training for ([\d,]+) iterations", printed)
+    assert plan, printed
+    planned = int(plan[3].replace(",", ""))
+    per_iter, per_eval = float(plan[1]), float(plan[2])
+    # What was planned fills the budget with steps and evaluations, and no more.
+    assert 6 <= planned < 100000
+    assert planned * per_iter + (planned / 25) * per_eval <= 15 * 1.5
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["iter"] == planned and ckpt["finished"]
+    assert ckpt["train_config"]["max_iters"] == planned  # the cosine ended there too
+    assert train_mod.lr_at(planned, config.TrainConfig(**ckpt["train_config"])) == \
+        pytest.approx(ckpt["train_config"]["min_lr"])
+
+
+# -- nothing lost ---------------------------------------------------------------------------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture
+def trained_out(tiny_data, tmp_path) -> Path:
+    out = tmp_path / "models"
+    assert run_train(tiny_data, out, "--max-iters", "4", "--eval-interval", "2") == 0
+    (out / "eval.json").write_text("{}")  # 04_evaluate.py's figures of this model
+    return out
+
+
+def test_a_fresh_run_over_a_trained_model_is_refused(tiny_data, trained_out, capsys):
+    before = snapshot(trained_out)
+    assert run_train(tiny_data, trained_out, "--max-iters", "4") == 2
+    err = capsys.readouterr().err
+    assert "already holds a trained model" in err
+    for advice in ("--resume", "--out-dir", "--overwrite"):
+        assert advice in err
+    assert snapshot(trained_out) == before
+
+
+def test_overwrite_keeps_the_old_model_until_the_new_run_has_trained(tiny_data, trained_out,
+                                                                     capsys):
+    before = snapshot(trained_out)
+    # A run that fails before its first evaluation leaves everything as it was.
+    assert run_train(tiny_data, trained_out, "--overwrite", "--lr", "1e6", "--warmup-iters",
+                     "0", "--max-iters", "6", "--eval-interval", "3", "--log-interval",
+                     "1") == 1
+    assert "the previous model is untouched" in capsys.readouterr().out
+    assert snapshot(trained_out) == before
+    assert not (trained_out / ".incoming").exists()
+    # A run that passes its first evaluation replaces the old files, and drops eval.json.
+    assert run_train(tiny_data, trained_out, "--overwrite", "--max-iters", "6",
+                     "--eval-interval", "3") == 0
+    ckpt = torch.load(trained_out / "last.pt", weights_only=True)
+    assert ckpt["iter"] == 6
+    assert [r["iter"] for r in evals(trained_out)] == [0, 3, 6]
+    assert sorted(p.name for p in trained_out.iterdir()) == [
+        "best_model.pt", "last.pt", "loss_curve.png", "train_log.jsonl"]
+
+
+def test_ctrl_c_of_an_overwriting_run_before_its_evaluation_keeps_the_old(tiny_data, trained_out,
+                                                                          monkeypatch, capsys):
+    before = snapshot(trained_out)
+    real = train_mod.train_step
+
+    def step(run):
+        if run.progress.it == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the third step
+        return real(run)
+
+    monkeypatch.setattr(train_mod, "train_step", step)
+    assert run_train(tiny_data, trained_out, "--overwrite", "--max-iters", "10",
+                     "--eval-interval", "5") == 130
+    err = capsys.readouterr().err
+    assert "nothing of it was kept" in err and "untouched" in err
+    assert snapshot(trained_out) == before
+
+
+def test_ctrl_c_finishes_the_step_then_saves(tiny_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "models"
+    real = train_mod.train_step
+
+    def step(run):
+        if run.progress.it == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(run)
+
+    monkeypatch.setattr(train_mod, "train_step", step)
+    assert run_train(tiny_data, out, "--max-iters", "20", "--eval-interval", "10") == 130
+    err = capsys.readouterr().err
+    assert "interrupted at iteration 4; saved" in err and "--resume" in err
+    assert torch.load(out / "last.pt", weights_only=True)["iter"] == 4
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_during_the_first_evaluation_is_no_traceback(tiny_data, tmp_path, monkeypatch,
+                                                            capsys):
+    out = tmp_path / "models"
+    real = train_mod.evaluate
+
+    def evaluate(*a, **k):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "evaluate", evaluate)
+    assert run_train(tiny_data, out, "--max-iters", "20") == 130
+    err = capsys.readouterr().err
+    assert "interrupted at iteration 0; saved" in err and "Traceback" not in err
+    assert torch.load(out / "last.pt", weights_only=True)["iter"] == 0
+
+
+def test_resume_refuses_a_contradicting_model_and_reports_other_changes(tiny_data, trained_out,
+                                                                        capsys):
+    before = snapshot(trained_out)
+    assert run_train(tiny_data, trained_out, "--resume", "--preset", "llama") == 2
+    err = capsys.readouterr().err
+    assert "--preset llama (the checkpoint is tiny)" in err and "--overwrite" in err
+    assert run_train(tiny_data, trained_out, "--resume", "--n-layer", "5") == 2
+    assert "--n-layer 5 (the checkpoint has 3)" in capsys.readouterr().err
+    assert snapshot(trained_out) == before
+    # Flags not given keep the checkpoint's values; flags given are reported.
+    assert run_train(tiny_data, trained_out, "--resume", "--max-iters", "6", "--lr", "1e-3") == 0
+    assert "--lr 0.002 → 0.001" in capsys.readouterr().out
+    ckpt = torch.load(trained_out / "last.pt", weights_only=True)
+    assert ckpt["iter"] == 6 and ckpt["train_config"]["eval_interval"] == 2
+    assert ckpt["train_config"]["lr"] == 1e-3
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("no-keys", "lacks optimizer"),
+    ("shape", "of another shape"),
+])
+def test_resume_from_an_unfit_checkpoint_says_what_is_wrong(tiny_data, trained_out, capsys,
+                                                            damage, message):
+    state = torch.load(trained_out / "last.pt", weights_only=True)
+    if damage == "no-keys":
+        del state["optimizer"]
+    else:
+        state["model"]["wte.weight"] = state["model"]["wte.weight"][:, :64].clone()
+    torch.save(state, trained_out / "last.pt")
+    assert run_train(tiny_data, trained_out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert message in err and "different tokenizer" not in err and "Traceback" not in err
+
+
+def test_a_cut_log_line_does_not_break_resume_or_plot(tiny_data, trained_out, capsys):
+    log = trained_out / "train_log.jsonl"
+    log.write_text(log.read_text() + '{"type": "train", "iter": 5, "lo')
+    assert run_train(tiny_data, trained_out, "--plot") == 0
+    assert run_train(tiny_data, trained_out, "--resume", "--max-iters", "6") == 0
+    assert "skipped 1 damaged line" in capsys.readouterr().err
+    assert [r["iter"] for r in evals(trained_out)] == [0, 2, 4, 6]
+
+
+def test_an_untrusted_checkpoint_is_refused_in_our_words(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": utils.CHECKPOINT_FORMAT, "payload": Path("x")}, evil)
+    with pytest.raises(utils.UserError) as e:
+        utils.load_checkpoint(evil)
+    assert "could run code" in str(e.value) and "weights_only" not in str(e.value)
+    cut = tmp_path / "cut.pt"
+    torch.save({"format": utils.CHECKPOINT_FORMAT, "x": torch.zeros(1000)}, cut)
+    cut.write_bytes(cut.read_bytes()[:1500])
+    with pytest.raises(utils.UserError, match="damaged or truncated") as e:
+        utils.load_checkpoint(cut)
+    assert "weights_only" not in str(e.value)
+
+
+def test_load_model_reads_on_the_cpu_and_moves_only_the_model(tiny_checkpoint, monkeypatch):
+    maps = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: maps.append(k.get("map_location"))
+                        or real_load(*a, **k))
+    model, ckpt = utils.load_model(tiny_checkpoint.checkpoint, device="meta")
+    assert maps == ["cpu"]
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert "optimizer" not in ckpt and "model" not in ckpt
+
+
+# -- bad input: one clear message ------------------------------------------------------------------
+
+
+def copy_data(tiny_data, tmp_path) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data.data_dir, data)
+    return data
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("odd", "bytes, but meta.json expects"),
+    ("empty", "holds 0 bytes, but meta.json expects"),
+    ("big-id", "holds token id 65535"),
+    ("meta", "meta.json is damaged"),
+])
+def test_damaged_token_files_are_refused_naming_the_fix(tiny_data, tmp_path, capsys, damage,
+                                                        message):
+    data = copy_data(tiny_data, tmp_path)
+    processed = data / "processed"
+    train_bin = processed / "train.bin"
+    if damage == "odd":
+        train_bin.write_bytes(train_bin.read_bytes()[:-1])
+    elif damage == "empty":
+        train_bin.write_bytes(b"")
+    elif damage == "big-id":
+        raw = bytearray(train_bin.read_bytes())
+        raw[10:12] = b"\xff\xff"
+        train_bin.write_bytes(bytes(raw))
+    else:
+        (processed / "meta.json").write_text('{"vocab_size": 4')
+    code = train_mod.main(["--data-dir", str(data), "--tokenizer-dir",
+                           str(tiny_data.tokenizer_dir), "--out-dir", str(tmp_path / "m"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert message in err and "02_train_tokenizer.py" in err
+
+
+def test_a_corrupt_tokenizer_is_one_message(tiny_data, tmp_path, capsys):
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    code = train_mod.main(["--data-dir", str(tiny_data.data_dir), "--tokenizer-dir", str(tok),
+                           "--out-dir", str(tmp_path / "m"), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "tokenizer.json is damaged" in err and "02_train_tokenizer.py" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--weight-decay", "-1"], "--weight-decay must be a finite number ≥ 0"),
+    (["--resume", "--overwrite"], "choose one of them"),
+    (["--time-budget", "inf"], "--time-budget must be a finite number"),
+])
+def test_bad_numbers_are_refused(tiny_data, tmp_path, capsys, flags, message):
+    assert run_train(tiny_data, tmp_path / "m", *flags) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_an_out_dir_that_is_a_file_or_full_disk_is_one_message(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "models"
+    blocker.write_text("a file, not a folder")
+    assert run_train(tiny_data, blocker, "--max-iters", "2") == 1
+    err = capsys.readouterr().err
+    assert "error: cannot use" in err and "Traceback" not in err
+    # A full disk while saving: last.pt.tmp leads to /dev/full (writes fail with ENOSPC).
+    out = tmp_path / "full"
+    out.mkdir()
+    (out / "last.pt.tmp").symlink_to("/dev/full")
+    assert run_train(tiny_data, out, "--max-iters", "2") == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "free some space" in err
+    assert not (out / "last.pt.tmp").exists() and not (out / "last.pt").exists()
