@@ -154,3 +154,27 @@ def test_missing_checkpoint_gives_one_line_message(tmp_path, monkeypatch):
     assert "bash run_pipeline.sh --quick" in text_of(load)
     earlier = [c for c in nb.cells[:-1] if c.cell_type == "code"]
     assert not [o for c in earlier for o in c.outputs if o.output_type == "error"]
+
+
+def test_baseline_section_compares_with_the_ngram(executed, tiny_checkpoint):
+    import ngram
+
+    out = text_of(code_cell(executed, "ngram.CharNgram(6)"))
+    gpt = re.search(r"GPT\s+([\d.]+) bits per character", out)
+    base = re.search(r"6-gram Kneser-Ney baseline ([\d.]+) bits per character", out)
+    assert gpt and base, out
+    processed = tiny_checkpoint.data_dir / "processed"
+    train = [s for s in (processed / "train.txt").read_text(encoding="utf-8").splitlines() if s]
+    val = [s for s in (processed / "val.txt").read_text(encoding="utf-8").splitlines() if s][:300]
+    assert float(base[1]) == pytest.approx(ngram.CharNgram(6).fit(train).bits_per_char(val),
+                                           abs=1e-3)
+    model, _ = utils.load_model(tiny_checkpoint.checkpoint)
+    tok = utils.load_tokenizer(tiny_checkpoint.tokenizer_dir)
+    assert float(gpt[1]) == pytest.approx(utils.bits_per_char(model, tok, val), abs=1e-3)
+    verdict = "beats" if float(gpt[1]) < float(base[1]) else "does not beat"
+    assert f"the GPT {verdict} the n-gram" in out
+
+    pairs = text_of(code_cell(executed, "tatar_text.minimal_pairs"))
+    known = re.search(r"harmony pairs known: GPT (\d+)%, n-gram (\d+)% of (\d+) pairs", pairs)
+    assert known and int(known[3]) >= 50
+    assert len(re.findall(r" → ", pairs)) == 8  # the table of pairs

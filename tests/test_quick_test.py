@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 
 import pytest
+import torch
 
-from conftest import ROOT
+from conftest import ROOT, load_script
 
 ROWS = [
     "Trained from scratch", "Decoder-only transformer", "Context ≥ 256 tokens",
     "Low-resource language", "Adequate generation", "rotary position embeddings",
     "mixed precision", "gradient checkpointing", "FlashAttention", "Apple MPS autodetection",
-    "architecture presets",
+    "architecture presets", "beats the n-gram baseline",
 ]
 
 
@@ -25,20 +27,35 @@ def run_quick_test(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def checklist_run(tiny_checkpoint):
+    evaluate = load_script("04_evaluate.py")
+    assert evaluate.main(["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
+                          str(tiny_checkpoint.tokenizer_dir), "--data-dir",
+                          str(tiny_checkpoint.data_dir), "--device", "cpu"]) == 0
     return run_quick_test("--checkpoint", str(tiny_checkpoint.checkpoint),
                           "--tokenizer", str(tiny_checkpoint.tokenizer_dir),
                           "--data-dir", str(tiny_checkpoint.data_dir), "--checklist")
 
 
-def test_checklist_passes_and_prints_every_row(checklist_run):
+def test_checklist_passes_and_prints_every_row(checklist_run, tiny_checkpoint):
     out = checklist_run.stdout
     assert checklist_run.returncode == 0, out + checklist_run.stderr
     table = out[out.index("Grading checklist"):]
+    ev = json.loads((tiny_checkpoint.out_dir / "eval.json").read_text(encoding="utf-8"))
     for row in ROWS:
         line = next((ln for ln in table.splitlines() if row in ln), None)
         assert line is not None, f"row {row!r} missing"
-        assert line.startswith("| ✅"), line
+        # This checkpoint trained 150 steps: whether it beats the n-gram is eval.json's to say.
+        expected = ev["beats_ngram_bpc"] if row == "beats the n-gram baseline" else True
+        assert line.startswith("| ✅" if expected else "| ❌"), line
     assert "required: 5/5 passed" in out
+
+
+def test_the_mixed_precision_row_checks_the_path_and_reports_the_checkpoint(checklist_run,
+                                                                             tiny_checkpoint):
+    line = next(ln for ln in checklist_run.stdout.splitlines() if "mixed precision" in ln)
+    ckpt = torch.load(tiny_checkpoint.checkpoint, map_location="cpu", weights_only=True)
+    assert "bfloat16 autocast on cpu" in line and "gradient cosine" in line
+    assert f"this checkpoint was trained in {ckpt['dtype']}" in line
 
 
 def test_model_card_samples_and_perplexity_are_printed(checklist_run, tiny_checkpoint):
@@ -73,6 +90,27 @@ def test_missing_training_log_fails_a_required_item(tiny_checkpoint, tmp_path):
                          str(tiny_checkpoint.data_dir), "--checklist")
     assert run.returncode == 1
     assert "| ❌ | Trained from scratch" in run.stdout
+
+
+@pytest.mark.parametrize("problem", ["max-new-tokens", "val-not-utf8", "tokenizer"])
+def test_bad_inputs_get_one_message(tiny_checkpoint, tmp_path, problem):
+    args = ["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
+            str(tiny_checkpoint.tokenizer_dir), "--data-dir", str(tiny_checkpoint.data_dir)]
+    if problem == "max-new-tokens":
+        args += ["--max-new-tokens", "-1"]
+        expect = "--max-new-tokens and --val-sentences must be 0 or more"
+    elif problem == "val-not-utf8":
+        (tmp_path / "processed").mkdir()
+        (tmp_path / "processed" / "val.txt").write_bytes("Казан\n".encode("cp1251"))
+        args[-1] = str(tmp_path)
+        expect = "val.txt is not UTF-8 text"
+    else:
+        (tmp_path / "tokenizer.json").write_text("{ not json")
+        args[3] = str(tmp_path)
+        expect = "tokenizer.json is damaged"
+    run = run_quick_test(*args)
+    assert run.returncode == 2 and expect in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 def test_without_checkpoint_one_clear_message_and_exit_2(tmp_path):

@@ -1,0 +1,251 @@
+"""Stage 4 — how good is the model? The GPT against a character n-gram, on the same text.
+
+Reads   models/best_model.pt, tokenizer/, data/processed/{train,val}.txt
+Writes  models/eval.json   the figures below, with the checkpoint they belong to
+        models/eval.png    a bar chart of them
+
+    python 04_evaluate.py
+    python 04_evaluate.py --checkpoint models/last.pt --order 5
+
+1. Bits per character on val.txt. The GPT scores each sentence as `<bos> sentence <eos>`;
+   the baseline, a character n-gram with interpolated modified Kneser-Ney smoothing
+   (ngram.py) trained on train.txt, scores the same sentences character by character and
+   the sentence end. Both divide by the same characters (len + 1 per sentence), so the
+   figures compare directly whatever the tokenizer. A language model that does not beat
+   this 1990s baseline has not learned more than which letters follow which.
+2. Vowel-harmony minimal pairs (tatar_text.minimal_pairs): each val sentence next to the same
+   sentence with one plural or case suffix in the wrong harmony (китапларда → китаплардә).
+   A model "knows" a pair when it gives the original the higher probability; the share of
+   pairs each model knows is its harmony accuracy.
+3. The tokenizer on the same sentences: tokens per word and the share of words that are a
+   single token (a word inside a sentence is encoded with the space before it, as in text).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import ngram
+import tatar_text
+import utils
+
+DEFAULT_ORDER = 6
+EXAMPLE_PAIRS = 12  # pairs written to eval.json with both models' scores
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
+                        help="the model to evaluate (default: %(default)s)")
+    parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
+                        help="its tokenizer folder (default: %(default)s)")
+    parser.add_argument("--data-dir", default="data",
+                        help="folder with processed/{train,val}.txt (default: %(default)s)")
+    parser.add_argument("--out", default=None,
+                        help="where the figures go (default: eval.json beside the checkpoint; "
+                             "the chart beside it as .png)")
+    parser.add_argument("--order", type=int, default=DEFAULT_ORDER,
+                        help="n-gram order, 2 to 7 (default: %(default)s)")
+    parser.add_argument("--max-sentences", type=int, default=3000,
+                        help="val sentences scored at most, an even spread of val.txt "
+                             "(default: %(default)s)")
+    parser.add_argument("--max-pairs", type=int, default=1000,
+                        help="minimal pairs at most (default: %(default)s)")
+    parser.add_argument("--ngram-max-chars", type=int, default=30_000_000,
+                        help="characters of train.txt the n-gram learns from at most, an even "
+                             "spread of its lines (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="sentences per GPT forward pass (default: %(default)s)")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    parser.add_argument("--seed", type=int, default=0, help="which word of a sentence is "
+                                                            "flipped (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if not 2 <= args.order <= 7:
+        parser.error(f"--order must be 2 to 7, got {args.order}")
+    if min(args.max_sentences, args.max_pairs, args.ngram_max_chars, args.batch_size) < 1:
+        parser.error("--max-sentences, --max-pairs, --ngram-max-chars and --batch-size must "
+                     "be at least 1")
+    return args
+
+
+# ---------------------------------------------------------------------------
+# Reading the text
+# ---------------------------------------------------------------------------
+
+
+def read_lines(path: Path, data_dir: str) -> list[str]:
+    if not path.is_file():
+        raise utils.UserError(f"no {path}. Make it with: python 01_prepare_data.py "
+                              f"--data-dir {data_dir}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise utils.UserError(f"{path} is not UTF-8 text ({e.reason}). Re-create it with: "
+                              f"python 01_prepare_data.py --data-dir {data_dir}") from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def spread(lines: list[str], limit: int, size=lambda line: 1) -> list[str]:
+    """At most `limit` of the lines (counted in `size` units: lines, or characters), every
+    k-th one: an even spread of a file whose order means something (Leipzig files are
+    sorted)."""
+    total = sum(map(size, lines))
+    if total <= limit:
+        return lines
+    step = math.ceil(total / limit)
+    return lines[::step]
+
+
+# ---------------------------------------------------------------------------
+# The three measurements
+# ---------------------------------------------------------------------------
+
+
+def harmony_accuracy(better: np.ndarray) -> float:
+    return float(np.mean(better)) if len(better) else float("nan")
+
+
+def tokenizer_figures(tokenizer: utils.Tokenizer, sentences: list[str]) -> dict:
+    words = [w for s in sentences for w in s.split()]
+    forms = [(" " if i else "") + w for s in sentences for i, w in enumerate(s.split())]
+    lengths = [len(ids) for ids in tokenizer.encode_batch(forms)] if forms else []
+    return {
+        "words": len(words),
+        "tokens_per_word": round(sum(lengths) / max(1, len(lengths)), 3),
+        "whole_word_share": round(sum(1 for n in lengths if n == 1) / max(1, len(lengths)), 4),
+        "vocab_size": tokenizer.vocab_size,
+    }
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    device = utils.get_device(args.device)
+    model, ckpt, tokenizer = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer,
+                                                            device)
+    processed = Path(args.data_dir) / "processed"
+    val = spread(read_lines(processed / "val.txt", args.data_dir), args.max_sentences)
+    train = spread(read_lines(processed / "train.txt", args.data_dir), args.ngram_max_chars,
+                   size=lambda s: len(s) + 1)
+    if not val:
+        raise utils.UserError(f"{processed / 'val.txt'} holds no sentences. Re-create it with: "
+                              f"python 01_prepare_data.py --data-dir {args.data_dir}")
+    chars = sum(len(s) + 1 for s in val)
+    print(f"val: {len(val):,} sentences, {chars:,} characters; n-gram trained on "
+          f"{len(train):,} train sentences")
+
+    t0 = time.perf_counter()
+    lm = ngram.CharNgram(args.order).fit(train)
+    ngram_s = time.perf_counter() - t0
+    ngram_bpc = lm.bits_per_char(val)
+    t0 = time.perf_counter()
+    gpt_nats = utils.sentence_nlls(model, tokenizer, val, args.batch_size)
+    gpt_bpc = sum(gpt_nats) / chars / math.log(2)
+    gpt_s = time.perf_counter() - t0
+
+    pairs = tatar_text.minimal_pairs(val, args.max_pairs, args.seed)
+    originals, flipped = [p[0] for p in pairs], [p[1] for p in pairs]
+    ng_orig, ng_flip = lm.sentence_logprobs(originals), lm.sentence_logprobs(flipped)
+    gpt_orig = np.array(utils.sentence_nlls(model, tokenizer, originals, args.batch_size))
+    gpt_flip = np.array(utils.sentence_nlls(model, tokenizer, flipped, args.batch_size))
+    gpt_knows, ng_knows = gpt_orig < gpt_flip, ng_orig > ng_flip  # nats vs log2 P
+    examples = [{"sentence": s, "flipped": f, "word": w, "flipped_word": fw,
+                 "gpt_nats": [round(float(a), 3), round(float(b), 3)],
+                 "ngram_bits": [round(float(-c), 3), round(float(-d), 3)]}
+                for (s, f, w, fw), a, b, c, d in zip(pairs, gpt_orig, gpt_flip, ng_orig, ng_flip,
+                                                     strict=True)][:EXAMPLE_PAIRS]
+    card = utils.model_card(ckpt, model)
+    return {
+        "checkpoint": str(args.checkpoint),
+        "fingerprint": utils.checkpoint_fingerprint(ckpt),
+        "model": {"preset": card["preset"], "parameters": model.num_params(),
+                  "iterations": ckpt.get("iter"), "trained_on": card["trained on"]},
+        "val": {"path": str(processed / "val.txt"), "sentences": len(val), "chars": chars,
+                "sha256": hashlib.sha256("\n".join(val).encode("utf-8")).hexdigest()[:16]},
+        "gpt": {"bpc": round(gpt_bpc, 4), "harmony_accuracy": round(harmony_accuracy(gpt_knows), 4),
+                "seconds": round(gpt_s, 2)},
+        "ngram": {"order": args.order, "smoothing": "interpolated modified Kneser-Ney",
+                  "bpc": round(ngram_bpc, 4), "harmony_accuracy":
+                      round(harmony_accuracy(ng_knows), 4),
+                  "train_sentences": len(train), "train_chars": lm.train_chars,
+                  "seconds": round(ngram_s, 2)},
+        "beats_ngram_bpc": gpt_bpc < ngram_bpc,
+        "harmony": {"pairs": len(pairs), "seed": args.seed, "examples": examples},
+        "tokenizer": tokenizer_figures(tokenizer, val),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = ["GPT", f"{result['ngram']['order']}-gram KN"]
+    colours = ["tab:blue", "tab:gray"]
+    fig, (ax_bpc, ax_pairs) = plt.subplots(1, 2, figsize=(8, 3.4))
+    bpc = [result["gpt"]["bpc"], result["ngram"]["bpc"]]
+    acc = [100 * result["gpt"]["harmony_accuracy"], 100 * result["ngram"]["harmony_accuracy"]]
+    ax_bpc.bar(names, bpc, color=colours)
+    ax_bpc.set(title="val bits per character (lower is better)", ylabel="bits/char")
+    ax_pairs.bar(names, acc, color=colours)
+    ax_pairs.set(title=f"vowel-harmony pairs ({result['harmony']['pairs']:,})",
+                 ylabel="% known", ylim=(0, 100))
+    for ax, values, fmt in ((ax_bpc, bpc, "{:.3f}"), (ax_pairs, acc, "{:.1f} %")):
+        for i, v in enumerate(values):
+            ax.text(i, v, fmt.format(v), ha="center", va="bottom")
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Tatar-GPT — бәяләү (evaluation)")
+    fig.tight_layout()
+    with utils.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def print_report(result: dict, out: Path) -> None:
+    gpt, ng, tok = result["gpt"], result["ngram"], result["tokenizer"]
+    order = ng["order"]
+    print(f"\n{'':<28}{'GPT':>10}{f'{order}-gram KN':>14}")
+    print(f"{'val bits per character':<28}{gpt['bpc']:>10.3f}{ng['bpc']:>14.3f}")
+    print(f"{'vowel-harmony pairs known':<28}{gpt['harmony_accuracy']:>10.1%}"
+          f"{ng['harmony_accuracy']:>14.1%}   ({result['harmony']['pairs']:,} pairs)")
+    print(f"tokenizer: {tok['tokens_per_word']:.2f} tokens per word, "
+          f"{tok['whole_word_share']:.1%} of the words are one token "
+          f"({tok['vocab_size']:,} tokens)")
+    verdict = "beats" if result["beats_ngram_bpc"] else "does NOT beat"
+    print(f"\nThe GPT {verdict} the {order}-gram baseline on val bits per character.")
+    for ex in result["harmony"]["examples"][:3]:
+        print(f"  «{ex['word']}» vs «{ex['flipped_word']}»: GPT {ex['gpt_nats'][0]:.1f} vs "
+              f"{ex['gpt_nats'][1]:.1f} nats, n-gram {ex['ngram_bits'][0]:.1f} vs "
+              f"{ex['ngram_bits'][1]:.1f} bits")
+    print(f"\nwrote {out} and {out.with_suffix('.png')} in {result['seconds']:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def work() -> int:
+        out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval.json"
+        result = evaluate(args)
+        utils.atomic_write_json(out, result)
+        plot(result, out.with_suffix(".png"))
+        print_report(result, out)
+        return 0
+
+    return utils.run_cli(work, "nothing was written")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
