@@ -31,6 +31,11 @@ Bad input never shows a stack trace:
 
 One model is loaded at start and shared: generation is stateless (each call has its own KV
 cache and its own seeded torch.Generator), and the queue runs at most CONCURRENCY calls at once.
+Gradio applies that limit per event, so a generation and a perplexity request can still
+arrive together: every use of the model takes `Loaded.lock`, one token step at a time, so two
+generations interleave instead of running on the model at once (concurrent work on one model
+aborts the process on Apple MPS). Lone UTF-16 surrogates in a text ("\\ud800" through the API)
+become U+FFFD.
 """
 
 from __future__ import annotations
@@ -41,8 +46,9 @@ import functools
 import html
 import math
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
@@ -94,13 +100,12 @@ class Loaded:
     ckpt: dict
     checkpoint: Path
     device: torch.device
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one model call at a time
 
 
 def load(checkpoint: str | Path, tokenizer_dir: str | Path, device: torch.device) -> Loaded:
     """Model, tokenizer and checkpoint; UserError when one is missing or they do not match."""
-    model, ckpt = utils.load_model(checkpoint, device=device)
-    tokenizer = utils.load_tokenizer(tokenizer_dir)
-    utils.check_tokenizer_matches(ckpt, tokenizer, checkpoint)
+    model, ckpt, tokenizer = utils.load_model_and_tokenizer(checkpoint, tokenizer_dir, device)
     return Loaded(model, tokenizer, ckpt, Path(checkpoint), device)
 
 
@@ -174,6 +179,7 @@ def generate(loaded: Loaded, prompt, max_new_tokens, temperature, top_k, top_p,
     """Stream (prompt + continuation so far, note) as the model writes."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise _user_error(EMPTY_PROMPT)
+    prompt = utils.clean_text(prompt)
     tokenizer, block = loaded.tokenizer, loaded.model.config.block_size
     settings, adjusted = generation_settings(max_new_tokens, temperature, top_k, top_p,
                                              repetition_penalty, seed, tokenizer.vocab_size)
@@ -191,7 +197,12 @@ def generate(loaded: Loaded, prompt, max_new_tokens, temperature, top_k, top_p,
     text = prompt
     yield text, note
     start = time.perf_counter()
-    for piece in utils.stream_text(loaded.model, tokenizer, prompt, **settings):
+    pieces = utils.stream_text(loaded.model, tokenizer, prompt, **settings)
+    while True:
+        with loaded.lock:  # the next token; another request may use the model in between
+            piece = next(pieces, None)
+        if piece is None:
+            break
         text += piece
         yield text, note
     seconds = time.perf_counter() - start
@@ -260,7 +271,7 @@ def _token_html(tokenizer: utils.Tokenizer, tokens: list[dict]) -> str:
 
 def tokenize(loaded: Loaded, text) -> tuple[str, str, list[dict]]:
     """(coloured HTML view, Markdown counts, [{"id", "text"}]) of how BPE splits `text`."""
-    text = text if isinstance(text, str) else ""
+    text = utils.clean_text(text) if isinstance(text, str) else ""
     if len(text) > MAX_TEXT_CHARS:
         raise _user_error(f"The text has {len(text):,} characters; paste at most "
                           f"{MAX_TEXT_CHARS:,}.")
@@ -283,7 +294,8 @@ def tokenize(loaded: Loaded, text) -> tuple[str, str, list[dict]]:
 def score(loaded: Loaded, text: str) -> dict:
     """Perplexity, bits per char, tokens and characters of a text, each line a sentence."""
     lines = [line for line in text.splitlines() if line.strip()]
-    s = utils.score_text(loaded.model, loaded.tokenizer, lines)
+    with loaded.lock:
+        s = utils.score_text(loaded.model, loaded.tokenizer, lines)
     # The formulas of utils.perplexity and utils.bits_per_char, from one pass of the model.
     return {"perplexity": math.exp(s["nll"] / s["tokens"]),
             "bits_per_char": s["nll"] / s["chars"] / math.log(2),
@@ -292,7 +304,7 @@ def score(loaded: Loaded, text: str) -> dict:
 
 def perplexity(loaded: Loaded, text_a, text_b) -> tuple[str, dict]:
     """(Markdown table, {"a": scores, "b": scores or None}) for one or two texts."""
-    texts = [t if isinstance(t, str) else "" for t in (text_a, text_b)]
+    texts = [utils.clean_text(t) if isinstance(t, str) else "" for t in (text_a, text_b)]
     if not texts[0].strip():
         raise _user_error(EMPTY_TEXT)
     for t in texts:
@@ -449,7 +461,8 @@ def build_setup_demo(reason: str) -> gr.Blocks:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Tatar-GPT web demo (Gradio).")
     parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
-                        help="model checkpoint (default: %(default)s)")
+                        help="model checkpoint, a folder written by export_hf.py, or its "
+                             "Hugging Face Hub id (default: %(default)s)")
     parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
                         help="tokenizer folder (default: %(default)s)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -459,7 +472,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true",
                         help="also create a public gradio.live link (needs internet)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.port <= 65535:
+        parser.error(f"--port must be between 1 and 65535, got {args.port} "
+                     f"(the default is 7860)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,9 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         loaded = load(args.checkpoint, args.tokenizer, device)
-    except utils.UserError as e:
-        print(f"notice: {e}\nThe page will explain how to train a model.", file=sys.stderr)
-        demo = build_setup_demo(str(e))
+    except (utils.UserError, OSError) as e:
+        reason = utils.describe_os_error(e) if isinstance(e, OSError) else str(e)
+        print(f"notice: {reason}\nThe page will explain how to train a model.", file=sys.stderr)
+        demo = build_setup_demo(reason)
     else:
         print(f"model: {args.checkpoint} on {device} ({why})")
         demo = build_demo(loaded)

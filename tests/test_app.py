@@ -7,9 +7,11 @@ without a checkpoint.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -274,12 +276,17 @@ def test_without_a_usable_model_the_page_explains_training(tiny_checkpoint, tmp_
     other.mkdir()
     tokenizer_json = (tiny_checkpoint.tokenizer_dir / "tokenizer.json").read_text("utf-8")
     (other / "tokenizer.json").write_text(tokenizer_json + "\n", encoding="utf-8")
-    # Both start at once: their start-up is mostly single-threaded imports.
+    corrupt = tmp_path / "corrupt_tokenizer"
+    corrupt.mkdir()
+    (corrupt / "tokenizer.json").write_text(tokenizer_json[: len(tokenizer_json) // 2])
+    # All start at once: their start-up is mostly single-threaded imports.
     servers = [
         launch_app(["--checkpoint", str(missing), "--tokenizer", str(tiny_checkpoint.tokenizer_dir)],
                    tmp_path / "missing.log"),
         launch_app(["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer", str(other)],
                    tmp_path / "mismatch.log"),
+        launch_app(["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer", str(corrupt)],
+                   tmp_path / "corrupt.log"),
     ]
     try:
         pages = []
@@ -291,10 +298,90 @@ def test_without_a_usable_model_the_page_explains_training(tiny_checkpoint, tmp_
             stop_app(server)
     assert f"No checkpoint at {missing}" in pages[0]
     assert "was trained with a different tokenizer" in pages[1]
+    assert "tokenizer.json is damaged" in pages[2]
     for page in pages:
         assert "no usable trained model" in page
         assert "bash run_pipeline.sh --quick" in page
         assert "python 03_train.py --preset tiny" in page
+
+
+def raw_call(server: Server, api_name: str, data: list) -> list:
+    """Call an endpoint through Gradio's HTTP API with JSON escapes as written (gradio_client
+    cannot send a lone surrogate: it encodes the JSON as UTF-8 first)."""
+    body = json.dumps({"data": data}, ensure_ascii=True).encode("ascii")
+    request = urllib.request.Request(f"{server.url}gradio_api/call/{api_name}", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        event = json.loads(r.read())["event_id"]
+    with urllib.request.urlopen(f"{server.url}gradio_api/call/{api_name}/{event}",
+                                timeout=60) as r:
+        stream = r.read().decode("utf-8")
+    kinds = re.findall(r"^event: (\w+)$", stream, re.M)
+    payloads = re.findall(r"^data: (.*)$", stream, re.M)
+    assert kinds[-1] == "complete", stream[-500:]
+    return json.loads(payloads[-1])
+
+
+def test_lone_surrogates_get_answers_not_errors(server):
+    text, _ = raw_call(server, "generate", ["\ud800Казан", 5, 0.0, 0, 1.0, 1.0, 0])
+    assert text.startswith("\ufffdКазан") and len(text) > len("\ufffdКазан")
+    _, _, tokens = raw_call(server, "tokenize", ["Казан \udfff"])
+    assert "".join(t["text"] for t in tokens) == "Казан \ufffd"
+    _, scores = raw_call(server, "perplexity", ["Казан \ud83d.", ""])
+    assert math.isfinite(scores["a"]["perplexity"])
+
+
+def test_port_out_of_range_is_refused_before_starting():
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "--port", "70000"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert "--port must be between 1 and 65535, got 70000" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_model_calls_are_serialised_across_requests(tiny_checkpoint):
+    """Gradio's concurrency limit is per event: generate and perplexity can arrive at once.
+    The app lets one call at a time use the model (on Apple MPS concurrent use aborts)."""
+    import threading
+
+    import app
+
+    loaded = app.load(tiny_checkpoint.checkpoint, tiny_checkpoint.tokenizer_dir,
+                      torch.device("cpu"))
+    inside, most = [0], [0]
+    guard = threading.Lock()
+    real_forward = type(loaded.model).forward
+
+    def forward(self, *a, **k):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.002)  # long enough for another thread to try to come in
+        try:
+            return real_forward(self, *a, **k)
+        finally:
+            with guard:
+                inside[0] -= 1
+
+    loaded.model.forward = forward.__get__(loaded.model)
+    results = {}
+
+    def gen(name, seed):
+        results[name] = list(app.generate(loaded, "Казан шәһәре", 30, 1.0, 0, 1.0, 1.0, seed))
+
+    def ppl():
+        results["ppl"] = app.perplexity(loaded, "\n".join(["Казан — борынгы шәһәр."] * 5), "")
+
+    threads = [threading.Thread(target=gen, args=("a", 1)), threading.Thread(target=gen, args=(
+        "b", 2)), threading.Thread(target=ppl)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert set(results) == {"a", "b", "ppl"}
+    assert most[0] == 1, "two requests used the model at the same time"
+    # and they interleaved: both generations streamed pieces
+    assert len(results["a"]) > 2 and len(results["b"]) > 2
 
 
 # ---------------------------------------------------------------------------
