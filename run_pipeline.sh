@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Tatar-GPT, the whole course in one command:
-#   1 prepare the corpus  →  2 train the tokenizer  →  3 train the model  →  4 check it
+#   1 prepare the corpus → 2 train the tokenizer → 3 train the model → 4 evaluate → 5 check it
 #
 # A stage whose outputs exist and are up to date is skipped; training resumes from
-# models/last.pt. Run with --help for the flags. (Written for bash 3.2+, macOS included.)
+# models/last.pt. Nothing trained is replaced without --force. Run with --help for the flags.
+# (Written for bash 3.2+, macOS included.)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -16,18 +17,26 @@ Default: the reference course run — the Leipzig corpus tat_mixed_2015_1M, the 
 Offline, stage 1 falls back to the bundled sample corpus and the quick settings.
 
 Flags:
-  --quick            bundled sample corpus, `tiny` preset, 300 iterations (minutes on a CPU)
+  --quick            the quick settings (config.QUICK_RUN: a small preset and vocabulary),
+                     minutes on a CPU; on the bundled sample corpus unless --text-file
+  --text-file PATH   your own Tatar text, one sentence per line (repeatable): every stage runs
+                     on it, with the full settings or, with --quick, the quick ones
   --preset NAME      model preset: tiny small medium large gpt2 llama mistral
-  --corpus NAME      Leipzig corpus to download (repeatable), e.g. tat_wikipedia_2021_300K
+  --corpus NAME      Leipzig corpus to download (repeatable), e.g. tat_news_2015_1M
   --device NAME      auto | cpu | cuda | mps (default: auto)
   --max-iters N      training iterations (default: the preset's)
-  --from-stage N     start at stage N (1 data, 2 tokenizer, 3 training, 4 checklist)
+  --time-budget MIN  train as many iterations as fit in MIN minutes (measured at the start)
+  --from-stage N     start at stage N (1 data, 2 tokenizer, 3 training, 4 evaluation,
+                     5 checklist)
   --only-stage N     run only stage N
-  --force            redo stages even when their outputs are up to date (fresh training)
+  --force            redo stages even when their outputs are up to date, and replace a
+                     trained model (it is kept until the new one has passed an evaluation)
   -h, --help         show this help
   -- ARGS            pass the remaining arguments to 03_train.py (e.g. -- --batch-size 16)
 
-Environment: LEIPZIG_BASE_URL overrides the Leipzig download address (a mirror).
+Environment: LEIPZIG_BASE_URL overrides the Leipzig download address (a mirror);
+TATARGPT_PYTHON=/path/to/python runs everything with that Python as it is (no .venv, no
+installs), e.g. Colab's own Python with its CUDA torch.
 EOF
 }
 
@@ -37,13 +46,20 @@ die_usage() {
     usage >&2
     exit 2
 }
+die() {
+    echo "error: $1" >&2
+    exit 2
+}
 
 # --- flags ----------------------------------------------------------------------------------
+original_args=("$@")
 quick=0
 preset=""
 corpora=()
+text_files=()
 device="auto"
 max_iters=""
+time_budget=""
 from_stage=1
 only_stage=""
 force=0
@@ -57,8 +73,10 @@ while [ $# -gt 0 ]; do
         --quick) quick=1 ;;
         --preset) need_value "$1" $#; preset="$2"; shift ;;
         --corpus) need_value "$1" $#; corpora+=("$2"); shift ;;
+        --text-file) need_value "$1" $#; text_files+=("$2"); shift ;;
         --device) need_value "$1" $#; device="$2"; shift ;;
         --max-iters) need_value "$1" $#; max_iters="$2"; shift ;;
+        --time-budget) need_value "$1" $#; time_budget="$2"; shift ;;
         --from-stage) need_value "$1" $#; from_stage="$2"; shift ;;
         --only-stage) need_value "$1" $#; only_stage="$2"; shift ;;
         --force) force=1 ;;
@@ -68,26 +86,66 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+# --- everything checked before any stage runs -------------------------------------------------
 for n in "$from_stage" ${only_stage:+"$only_stage"}; do
-    case "$n" in 1|2|3|4) ;; *) die_usage "stages are numbered 1 to 4, got '$n'" ;; esac
+    case "$n" in 1|2|3|4|5) ;; *) die_usage "stages are numbered 1 to 5, got '$n'" ;; esac
 done
 if [ -n "$max_iters" ] && ! [[ "$max_iters" =~ ^[1-9][0-9]*$ ]]; then
     die_usage "--max-iters needs a positive whole number, got '$max_iters'"
 fi
-if [ "$quick" = 1 ] && [ ${#corpora[@]} -gt 0 ]; then
-    die_usage "--quick uses the bundled sample corpus; drop --corpus or --quick"
+if [ -n "$time_budget" ] && ! [[ "$time_budget" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! "$time_budget" =~ ^0*\.?0*$ ]]; then
+    die_usage "--time-budget needs a positive number of minutes, got '$time_budget'"
+fi
+case "$device" in auto|cpu|cuda|mps) ;; *) die_usage "--device must be auto, cpu, cuda or mps, got '$device'" ;; esac
+if [ ${#corpora[@]} -gt 0 ]; then
+    if [ "$quick" = 1 ]; then
+        die_usage "--quick trains on the bundled sample corpus (or your --text-file); drop --corpus or --quick"
+    fi
+    for c in "${corpora[@]}"; do
+        if ! [[ "$c" =~ ^[a-z]{3}_[a-z]+_[0-9]{4}(_[0-9]+[KM])?$ ]]; then
+            die_usage "'$c' is not a Leipzig corpus name (like tat_mixed_2015_1M: language_kind_year_size)"
+        fi
+    done
+fi
+if [ ${#text_files[@]} -gt 0 ]; then
+    for f in "${text_files[@]}"; do
+        if [ ! -f "$f" ]; then die "--text-file $f: no such file. Give the path of a UTF-8 text file, one sentence per line."; fi
+    done
 fi
 
 # --- environment ----------------------------------------------------------------------------
-source scripts/ensure_venv.sh requirements.txt
-PY=.venv/bin/python
+source scripts/ensure_venv.sh requirements.txt  # sets PY
 
-trap 'echo; echo "Stopped. Run the same command again to continue (training resumes from models/last.pt)." >&2; exit 130' INT
+# The preset and the quick settings come from config.py, the one source of truth.
+read -r quick_preset quick_vocab <<<"$("$PY" -c 'import config; print(config.QUICK_RUN["preset"], config.QUICK_RUN["vocab_size"])')"
+if [ -n "$preset" ] && ! "$PY" -c 'import sys, config; sys.exit(sys.argv[1] not in config.PRESETS)' "$preset"; then
+    die_usage "unknown preset '$preset'; choose one of: $("$PY" -c 'import config; print(" ".join(config.PRESETS))')"
+fi
+
+stage="set-up"
+on_interrupt() {
+    echo >&2
+    if [ "$stage" = 3 ] && [ "$force" = 1 ]; then
+        local again=()
+        for a in ${original_args[@]+"${original_args[@]}"}; do [ "$a" = "--force" ] || again+=("$a"); done
+        echo "Stopped. To continue this training, run the command again WITHOUT --force:" >&2
+        echo "  bash run_pipeline.sh ${again[*]-}" >&2
+        echo "(it resumes from models/last.pt, or starts the new model again if it had not yet reached its first evaluation)" >&2
+    elif [ "$stage" = 3 ]; then
+        echo "Stopped. Run the same command again to continue (training resumes from models/last.pt)." >&2
+    else
+        echo "Stopped during stage $stage; its earlier outputs are unchanged. Run the same command again to go on." >&2
+    fi
+    exit 130
+}
+trap on_interrupt INT
 
 run_stage() {  # $1 number; true when the stage should run
     if [ -n "$only_stage" ]; then [ "$1" = "$only_stage" ]; else [ "$1" -ge "$from_stage" ]; fi
 }
 header() {
+    stage=$1
     echo
     echo "════════ stage $1: $2 ════════"
     stage_start=$SECONDS
@@ -100,27 +158,65 @@ footer() {
 timings=()
 pipeline_start=$SECONDS
 
-# --- stage 1: corpus --------------------------------------------------------------------------
-if [ "$quick" = 1 ]; then
+# --- what stage 1 would make, and whether stages 1-2 are up to date -------------------------
+prep_args=()
+if [ ${#text_files[@]} -gt 0 ]; then
+    for f in "${text_files[@]}"; do prep_args+=(--text-file "$f"); done
+elif [ "$quick" = 1 ]; then
     prep_args=(--source sample)
-elif [ ${#corpora[@]} -gt 0 ]; then
-    prep_args=()
-    for c in "${corpora[@]}"; do prep_args+=(--corpus "$c"); done
-else
-    prep_args=()  # 01_prepare_data.py's default: tat_mixed_2015_1M
 fi
-source_key="${prep_args[*]-} "  # what stage 1 made, recorded in its stamp
+for c in ${corpora[@]+"${corpora[@]}"}; do prep_args+=(--corpus "$c"); done
+# What stage 1 made, recorded in its stamp: the arguments and the text files' contents.
+source_key="${prep_args[*]-} $(cat ${text_files[@]+"${text_files[@]}"} /dev/null | sha256sum | cut -c1-16)"
 # A mirror of the Leipzig download server (the tests point it at a closed port: offline).
-if [ "$quick" = 0 ] && [ -n "${LEIPZIG_BASE_URL:-}" ]; then
+if [ ${#text_files[@]} -eq 0 ] && [ "$quick" = 0 ] && [ -n "${LEIPZIG_BASE_URL:-}" ]; then
     prep_args+=(--base-url "$LEIPZIG_BASE_URL")
 fi
 stamp1="data/processed/.pipeline-stage1"
+stage1_current=0
+if [ -f data/processed/train.txt ] && [ -f data/processed/val.txt ] && [ -f "$stamp1" ] \
+    && [ "$(cat "$stamp1")" = "$source_key" ]; then
+    stage1_current=1
+fi
+text_hash() { cat data/processed/train.txt data/processed/val.txt 2>/dev/null | sha256sum | cut -c1-32; }
+tok_stamp() {  # what stage 2 was made from: the text and the vocabulary size
+    echo "$(text_hash) $1"
+}
+stamp2="tokenizer/.pipeline-stage2"
+
+# A trained model whose tokenizer is still here would lose it if stage 1 or 2 ran again:
+# stop before that, unless --force says to replace it.
+guard_model() {  # $1 what is about to be redone
+    if [ "$force" = 1 ] || [ ! -f models/best_model.pt ] || [ ! -f tokenizer/tokenizer.json ]; then
+        return 0
+    fi
+    local held
+    held=$("$PY" - <<'PYEOF'
+import torch
+
+import utils
+
+try:
+    ckpt = torch.load("models/best_model.pt", map_location="cpu", weights_only=True)
+except Exception:
+    raise SystemExit
+if ckpt.get("tokenizer_hash") == utils.tokenizer_hash("tokenizer"):
+    print(f"preset {ckpt.get('train_config', {}).get('preset', '?')}, "
+          f"{ckpt.get('iter', '?')} iterations")
+PYEOF
+)
+    if [ -n "$held" ]; then
+        die "models/ holds a trained model ($held), and this run would redo $1, leaving that model without its tokenizer. To keep it, move the folders away first (mv models models_old; mv tokenizer tokenizer_old; mv data/processed data/processed_old), or add --force to replace them."
+    fi
+}
+
+# --- stage 1: corpus --------------------------------------------------------------------------
 if run_stage 1; then
     header 1 "prepare the corpus (01_prepare_data.py)"
-    if [ "$force" = 0 ] && [ -f data/processed/train.txt ] && [ -f data/processed/val.txt ] \
-        && [ -f "$stamp1" ] && [ "$(cat "$stamp1")" = "$source_key" ]; then
+    if [ "$force" = 0 ] && [ "$stage1_current" = 1 ]; then
         echo "up to date: data/processed/{train,val}.txt (use --force to redo)"
     else
+        guard_model "the corpus (stage 1)"
         "$PY" 01_prepare_data.py ${prep_args[@]+"${prep_args[@]}"}
         echo "$source_key" > "$stamp1"
     fi
@@ -129,31 +225,31 @@ fi
 
 fell_back=0
 if [ -f data/processed/stats.json ] && "$PY" -c \
-    'import json,sys; sys.exit(0 if json.load(open("data/processed/stats.json")).get("fallback") else 1)'; then
+    'import json,sys; sys.exit(0 if json.load(open("data/processed/stats.json")).get("fallback") else 1)' 2>/dev/null; then
     fell_back=1
 fi
 if [ "$fell_back" = 1 ] && [ "$quick" = 0 ]; then
     echo
     echo "The Leipzig corpus could not be downloaded, so this run uses the bundled sample"
-    echo "corpus with the quick settings (tiny preset). For the full course run, download the"
+    echo "corpus with the quick settings (preset $quick_preset). For the full course run, download the"
     echo "archive (see docs/TROUBLESHOOTING.md) and run: bash run_pipeline.sh --force"
     quick=1
 fi
 if [ -z "$preset" ]; then
-    if [ "$quick" = 1 ]; then preset="tiny"; else preset="small"; fi
+    if [ "$quick" = 1 ]; then preset="$quick_preset"; else preset="small"; fi
 fi
+if [ "$quick" = 1 ]; then vocab_size="$quick_vocab"; else vocab_size=""; fi
 
 # --- stage 2: tokenizer -----------------------------------------------------------------------
-stamp2="tokenizer/.pipeline-stage2"
 if run_stage 2; then
     header 2 "train the BPE tokenizer and encode the corpus (02_train_tokenizer.py)"
-    # Up to date when made from exactly the current train.txt/val.txt.
-    want2="$(cat data/processed/train.txt data/processed/val.txt 2>/dev/null | sha256sum | cut -c1-32)"
+    want2="$(tok_stamp "${vocab_size:-default}")"
     if [ "$force" = 0 ] && [ -f tokenizer/tokenizer.json ] && [ -f data/processed/meta.json ] \
         && [ -f data/processed/train.bin ] && [ -f "$stamp2" ] && [ "$(cat "$stamp2")" = "$want2" ]; then
         echo "up to date: tokenizer/ and data/processed/*.bin (use --force to redo)"
     else
-        "$PY" 02_train_tokenizer.py
+        guard_model "the tokenizer (stage 2)"
+        "$PY" 02_train_tokenizer.py ${vocab_size:+--vocab-size "$vocab_size"}
         echo "$want2" > "$stamp2"
     fi
     footer 2 "tokenizer"
@@ -162,71 +258,86 @@ fi
 # --- stage 3: training ------------------------------------------------------------------------
 train_args=(--preset "$preset" --device "$device")
 if [ -n "$max_iters" ]; then train_args+=(--max-iters "$max_iters"); fi
+if [ -n "$time_budget" ]; then train_args+=(--time-budget "$time_budget"); fi
 train_args+=(${train_extra[@]+"${train_extra[@]}"})
 if run_stage 3; then
     header 3 "train the model (03_train.py ${train_args[*]})"
-    # What is in models/ already: done (same tokenizer, preset, iterations), resumable, or stale.
+    # What is in models/ already: nothing, done, resumable, or a model of other settings.
     state=$("$PY" - "$preset" "${max_iters:-0}" <<'PYEOF'
 import sys
 from pathlib import Path
 
 import torch
 
-import config
 import utils
 
-preset, max_iters = sys.argv[1], int(sys.argv[2]) or config.get_train_config(sys.argv[1]).max_iters
+preset, max_iters = sys.argv[1], int(sys.argv[2])
 last = Path("models/last.pt")
-if not last.is_file() or not Path("tokenizer/tokenizer.json").is_file():
+if not any(Path("models", n).is_file() for n in ("last.pt", "best_model.pt")):
     print("fresh")
-    sys.exit()
+    raise SystemExit
 try:
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
 except Exception:
-    print("fresh")
-    sys.exit()
-same = (ckpt.get("tokenizer_hash") == utils.tokenizer_hash("tokenizer")
-        and ckpt.get("train_config", {}).get("preset") == preset)
-if not same:
-    print("fresh")
-elif ckpt.get("iter", 0) >= max_iters and Path("models/best_model.pt").is_file():
+    print("stale")  # unreadable: nothing to continue
+    raise SystemExit
+if ckpt.get("tokenizer_hash") != utils.tokenizer_hash("tokenizer"):
+    print("stale")  # its tokenizer is gone: the model cannot be used any more
+elif ckpt.get("train_config", {}).get("preset") != preset:
+    print("other")
+elif (ckpt.get("finished") and not max_iters
+      or ckpt.get("iter", 0) >= (max_iters or ckpt["train_config"].get("max_iters", 0))) \
+        and Path("models/best_model.pt").is_file():
     print("done")
 else:
     print("resume")
 PYEOF
 )
-    if [ "$force" = 1 ]; then state="fresh"; fi
+    if [ "$force" = 1 ] && [ "$state" != "fresh" ]; then state="replace"; fi
+    if [ "$state" = "other" ]; then
+        die "models/ holds a trained model of another preset. To keep it, move it away first (mv models models_old), or add --force to replace it with a new $preset model."
+    fi
     dev_type=$("$PY" -c "import utils; print(utils.get_device('$device').type)" 2>/dev/null || echo "?")
     if [ "$state" = "done" ]; then
         echo "up to date: models/best_model.pt has finished training (use --force to retrain)"
+    elif [ "$state" = "resume" ]; then
+        echo "resuming from models/last.pt"
+        "$PY" 03_train.py "${train_args[@]}" --resume
     else
-        if [ "$dev_type" = "cpu" ] && [ "$state" = "fresh" ]; then
+        if [ "$dev_type" = "cpu" ] && [ -z "$time_budget" ] && [ "$preset" != "$quick_preset" ]; then
             "$PY" 03_train.py "${train_args[@]}" --estimate | grep "expected training time" || true
-            if [ "$preset" != "tiny" ]; then
-                echo "Training the $preset preset on a CPU is slow; for a first run try: bash run_pipeline.sh --quick"
-            fi
+            echo "Training the $preset preset on a CPU is slow; for a first run try: bash run_pipeline.sh --quick"
+            echo "(or give it the time you have: --time-budget MINUTES)"
         fi
-        if [ "$state" = "resume" ]; then
-            echo "resuming from models/last.pt"
-            "$PY" 03_train.py "${train_args[@]}" --resume
-        else
-            "$PY" 03_train.py "${train_args[@]}"
+        overwrite=()
+        if [ "$state" = "stale" ] || [ "$state" = "replace" ]; then
+            echo "models/ holds an earlier model; the new one replaces it once it has passed its first evaluation."
+            overwrite=(--overwrite)
         fi
+        "$PY" 03_train.py "${train_args[@]}" ${overwrite[@]+"${overwrite[@]}"}
     fi
     footer 3 "training"
 fi
 
-# --- stage 4: checklist -----------------------------------------------------------------------
+# --- stage 4: evaluation ----------------------------------------------------------------------
 if run_stage 4; then
-    header 4 "check the model (quick_test.py --checklist)"
+    header 4 "evaluate against a character n-gram baseline (04_evaluate.py)"
+    "$PY" 04_evaluate.py --device "$device"
+    footer 4 "evaluation"
+fi
+
+# --- stage 5: checklist -----------------------------------------------------------------------
+if run_stage 5; then
+    header 5 "check the model (quick_test.py --checklist)"
     status=0
     "$PY" quick_test.py --checklist --device "$device" || status=$?
-    footer 4 "checklist"
+    footer 5 "checklist"
     if [ "$status" != 0 ]; then
         echo "error: the checklist failed (exit $status); see the table above." >&2
         exit "$status"
     fi
 fi
+stage="summary"
 
 # --- summary ----------------------------------------------------------------------------------
 echo
@@ -235,7 +346,9 @@ for t in ${timings[@]+"${timings[@]}"}; do echo "  $t"; done
 echo "  total: $((SECONDS - pipeline_start)) s"
 if [ -f models/best_model.pt ]; then
     "$PY" - <<'PYEOF'
+import json
 import math
+from pathlib import Path
 
 import torch
 
@@ -246,6 +359,12 @@ print(f"  checkpoint: models/best_model.pt (preset {ckpt['train_config']['preset
 if m:
     print(f"  val loss {m['val_loss']:.4f} | perplexity {math.exp(min(m['val_loss'], 50)):.2f} "
           f"| bits per char {m['val_bpc']:.3f}")
+ev = Path("models/eval.json")
+if ev.is_file():
+    e = json.loads(ev.read_text(encoding="utf-8"))
+    print(f"  val.txt bits per char: GPT {e['gpt']['bpc']:.3f} vs {e['ngram']['order']}-gram "
+          f"{e['ngram']['bpc']:.3f}; vowel-harmony pairs: GPT {e['gpt']['harmony_accuracy']:.1%}"
+          f" vs n-gram {e['ngram']['harmony_accuracy']:.1%}")
 PYEOF
 fi
 cat <<'EOF'

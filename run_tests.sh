@@ -3,11 +3,11 @@
 # Usage: bash run_tests.sh [extra pytest arguments]
 set -euo pipefail
 cd "$(dirname "$0")"
-source scripts/ensure_venv.sh requirements-dev.txt
+source scripts/ensure_venv.sh requirements-dev.txt  # sets PY
 
 echo "==> ruff"
-.venv/bin/ruff check .
+"$PY" -m ruff check .
 
 echo "==> pytest"
 # pytest exits 5 when it collects no test: that is a failure here too.
-.venv/bin/python -m pytest "$@"
+"$PY" -m pytest "$@"

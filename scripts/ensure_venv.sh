@@ -1,8 +1,23 @@
-# Sourced by run_pipeline.sh and run_tests.sh: make .venv and install what is missing.
+# Sourced by run_pipeline.sh and run_tests.sh: make .venv and install what is missing; sets
+# PY to the Python to run.
 # Usage: source scripts/ensure_venv.sh requirements.txt
 # TORCH_SPEC overrides the torch that is installed when none is present.
+# TATARGPT_PYTHON=/path/to/python uses that interpreter as it is, with no .venv and no
+# installs (Colab's own Python with its CUDA torch, a conda environment, a GPU image);
+# it must already have the packages of requirements.txt.
 
 _req_file="${1:-requirements.txt}"
+
+if [ -n "${TATARGPT_PYTHON:-}" ]; then
+    if ! "$TATARGPT_PYTHON" -c 'import torch, tokenizers, numpy, tqdm, matplotlib' >/dev/null 2>&1; then
+        echo "error: TATARGPT_PYTHON=$TATARGPT_PYTHON lacks packages of requirements.txt." >&2
+        echo "Install them into it ($TATARGPT_PYTHON -m pip install -r requirements.txt), or unset TATARGPT_PYTHON to use .venv." >&2
+        exit 2
+    fi
+    PY="$TATARGPT_PYTHON"
+    return 0 2>/dev/null || exit 0
+fi
+
 _python="${PYTHON:-python3}"
 
 if ! command -v "$_python" >/dev/null 2>&1; then
@@ -33,3 +48,4 @@ if [ ! -f "$_stamp" ]; then
     .venv/bin/python -m pip install --quiet -r "$_req_file"
     touch "$_stamp"
 fi
+PY=.venv/bin/python

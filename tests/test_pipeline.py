@@ -4,25 +4,32 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
+import config
 from conftest import ROOT
 
-FLAGS = ["--quick", "--preset", "--corpus", "--device", "--max-iters", "--from-stage",
-         "--only-stage", "--force", "--help"]
+FLAGS = ["--quick", "--text-file", "--preset", "--corpus", "--device", "--max-iters",
+         "--time-budget", "--from-stage", "--only-stage", "--force", "--help"]
 ARTIFACTS = [
     "data/processed/train.txt", "data/processed/val.txt", "data/processed/stats.json",
     "data/processed/train.bin", "data/processed/val.bin", "data/processed/meta.json",
     "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
     "models/best_model.pt", "models/last.pt", "models/train_log.jsonl", "models/loss_curve.png",
+    "models/eval.json", "models/eval.png",
 ]
+STAGES = ("stage 1 (data)", "stage 2 (tokenizer)", "stage 3 (training)", "stage 4 (evaluation)",
+          "stage 5 (checklist)")
 
 
 def closed_port_url() -> str:
@@ -69,46 +76,89 @@ def test_help_lists_every_flag(repo):
         assert flag in run.stdout, flag
 
 
-def test_bad_flag_values_exit_2(repo):
-    assert pipeline(repo, "--max-iters", "ten").returncode == 2
-    assert pipeline(repo, "--only-stage", "7").returncode == 2
-    assert pipeline(repo, "--max-iters").returncode == 2
+@pytest.mark.parametrize("args, message", [
+    (["--max-iters", "ten"], "--max-iters needs a positive whole number"),
+    (["--only-stage", "7"], "stages are numbered 1 to 5"),
+    (["--max-iters"], "--max-iters needs a value"),
+    (["--time-budget", "0"], "--time-budget needs a positive number"),
+    (["--device", "tpu"], "--device must be auto, cpu, cuda or mps"),
+    (["--corpus", "tatar"], "'tatar' is not a Leipzig corpus name"),
+    (["--text-file", "no/such.txt"], "--text-file no/such.txt: no such file"),
+    (["--preset", "nonexistent"], "unknown preset 'nonexistent'; choose one of: tiny small"),
+])
+def test_bad_flags_are_refused_before_any_stage(tmp_path, args, message):
+    repo = repo_copy(tmp_path)
+    run = pipeline(repo, *args)
+    assert run.returncode == 2
+    assert message in run.stderr and "Traceback" not in run.stderr
+    assert "stage 1" not in run.stdout and not (repo / "data" / "processed").exists()
+
+
+def quick_model_ok(out: str) -> None:
+    """What the quick run must show: the checklist passes, the GPT beats its n-gram baseline,
+    and no sample falls into a loop of one word."""
+    assert "required: 5/5 passed" in out and "bonus: 7/7" in out, out[-3000:]
+    assert "| ✅ | Bonus: beats the n-gram baseline (val bpc)" in out
+    samples = out[out.index("Samples ("):out.index("Held-out sentences")]
+    for line in samples.splitlines():
+        words = line.split()
+        assert not any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)), \
+            line
 
 
 @pytest.mark.slow
-def test_offline_default_run_then_skip_then_force(repo):
+def test_offline_default_run_then_skip_then_guard(repo):
     offline = {"LEIPZIG_BASE_URL": closed_port_url()}
 
-    # 1. No flags, no network: falls back to the sample and the quick settings, ends green.
-    first = pipeline(repo, "--max-iters", "100", env=offline)
+    # 1. No flags, no network: falls back to the sample and the quick settings, ends green,
+    #    and the quick model beats its n-gram baseline.
+    first = pipeline(repo, env=offline)
     out = first.stdout
     assert first.returncode == 0, out[-4000:] + first.stderr[-4000:]
     assert "could not be downloaded" in out and "quick settings" in out
     for name in ARTIFACTS:
         assert (repo / name).is_file(), name
-    assert "required: 5/5 passed" in out
-    assert "03_train.py --preset tiny" in out
-    for stage in ("stage 1 (data)", "stage 2 (tokenizer)", "stage 3 (training)",
-                  "stage 4 (checklist)"):
+    quick_model_ok(out)
+    preset = config.QUICK_RUN["preset"]
+    assert f"03_train.py --preset {preset}" in out
+    for stage in STAGES:
         assert stage in out
-    assert "checkpoint: models/best_model.pt (preset tiny, iteration" in out
-    assert torch.load(repo / "models/last.pt", weights_only=True)["iter"] == 100
+    assert f"checkpoint: models/best_model.pt (preset {preset}, iteration" in out
+    assert "val.txt bits per char: GPT" in out
     assert "http://localhost:7860" in out
     checkpoint_time = (repo / "models/best_model.pt").stat().st_mtime_ns
 
     # 2. The same command again: every stage is up to date and skipped.
-    second = pipeline(repo, "--max-iters", "100", env=offline)
+    second = pipeline(repo, env=offline)
     assert second.returncode == 0, second.stderr[-3000:]
     assert second.stdout.count("up to date:") == 3
     assert (repo / "models/best_model.pt").stat().st_mtime_ns == checkpoint_time
     assert "required: 5/5 passed" in second.stdout
 
-    # 3. --force redoes every stage, training included.
-    third = pipeline(repo, "--quick", "--force", "--max-iters", "100")
-    assert third.returncode == 0, third.stderr[-3000:]
-    assert "up to date:" not in third.stdout
-    assert (repo / "models/best_model.pt").stat().st_mtime_ns != checkpoint_time
-    assert "required: 5/5 passed" in third.stdout
+    # 3. Another corpus would take the trained model's tokenizer away: refused, all kept.
+    text = repo / "mine.txt"
+    text.write_text("\n".join((repo / "data/sample/tales_fables.txt").read_text(
+        encoding="utf-8").splitlines()[:400]) + "\n", encoding="utf-8")
+    before = {p: p.read_bytes() for p in (repo / "models").iterdir() if p.is_file()}
+    third = pipeline(repo, "--quick", "--text-file", str(text))
+    assert third.returncode == 2
+    assert "models/ holds a trained model" in third.stderr and "--force" in third.stderr
+    assert {p: p.read_bytes() for p in (repo / "models").iterdir() if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_own_text_file_through_every_stage_with_force(repo, tmp_path):
+    text = tmp_path / "mine.txt"
+    lines = (repo / "data/sample/stories_village.txt").read_text(encoding="utf-8").splitlines()
+    text.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = pipeline(repo, "--quick", "--text-file", str(text), "--force", "--max-iters", "30")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    stats = json.loads((repo / "data/processed/stats.json").read_text(encoding="utf-8"))
+    assert [s["kind"] for s in stats["sources"]] == ["text-file"]
+    assert stats["input_lines"] == len(lines)
+    ckpt = torch.load(repo / "models/last.pt", weights_only=True)
+    assert ckpt["iter"] == 30 and ckpt["data_stats"]["sources"][0]["name"] == "mine.txt"
+    assert "models/ holds an earlier model" in run.stdout  # --force: replaced, once trained
 
 
 @pytest.mark.slow
@@ -127,8 +177,58 @@ def test_unfinished_training_resumes_on_rerun(repo):
     assert [r["iter"] for r in rows if r["type"] == "eval"][0] == 0  # one log, continued
 
 
+@pytest.mark.slow
+def test_ctrl_c_under_force_says_how_to_really_continue(repo):
+    proc = subprocess.Popen(["bash", "run_pipeline.sh", "--quick", "--force", "--max-iters",
+                             "100000", "--only-stage", "3", "--", "--eval-interval", "5"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    log = repo / "models" / "train_log.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until the new run has passed an evaluation
+        rows = log.read_text().splitlines() if log.is_file() else []
+        if sum('"eval"' in r for r in rows) >= 2 and not (repo / "models/.incoming").exists():
+            break
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "WITHOUT --force" in err
+    again = next(line.strip() for line in err.splitlines()
+                 if line.strip().startswith("bash run_pipeline.sh"))
+    assert "--force" not in again
+    saved = torch.load(repo / "models/last.pt", weights_only=True)["iter"]
+    rerun = subprocess.run(shlex.split(again)[:-3] + ["--max-iters", str(saved + 5)], cwd=repo,
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "resuming from models/last.pt" in rerun.stdout
+
+
 def test_checklist_stage_without_checkpoint_fails_clearly(tmp_path):
     repo = repo_copy(tmp_path)
-    run = pipeline(repo, "--only-stage", "4")
+    run = pipeline(repo, "--only-stage", "5")
     assert run.returncode == 2
     assert "no checkpoint at models/best_model.pt" in run.stderr
+
+
+def test_gpu_check_without_a_gpu_says_so_and_passes():
+    env = {**os.environ, "TATARGPT_PYTHON": sys.executable}
+    run = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120, env=env)
+    assert run.returncode == 0
+    assert "No CUDA GPU is visible" in run.stdout and "✅" not in run.stdout
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_its_checks_on_a_cpu(tmp_path):
+    """The GPU script cannot run here, but its logic can: every check on the CPU, shortened."""
+    env = {**os.environ, "TATARGPT_PYTHON": sys.executable, "GPU_CHECK_OUT": str(tmp_path)}
+    run = subprocess.run(["bash", "scripts/gpu_check.sh", "--device", "cpu", "--iters", "150"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    for n in (1, 3, 4, 5, 6):
+        assert any(line.startswith(f"✅ {n} ") for line in lines), run.stdout
+    assert any(line.startswith("–  2 fp16") and "skipped" in line for line in lines)
+    bench = json.loads((tmp_path / "bench.json").read_text())
+    assert bench["machine"]["device"] == "cpu" and bench["loop"]["tokens_per_s"] > 0
