@@ -12,7 +12,6 @@ same bytes on every run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -76,17 +75,18 @@ def draw_pipeline(ax) -> None:
           "autocast bf16/fp16 · gradient checkpointing\nCUDA / MPS / CPU · torchrun (DDP)")
     box(ax, x, 0.4, 0.66, 0.075,
         "models/best_model.pt, last.pt\ntrain_log.jsonl, loss_curve.png", FILE)
-    for bx, label in ((0.15, "quick_test.py\n--checklist"),
-                      (0.45, "demo_inference\n.ipynb"),
-                      (0.75, "app.py (Gradio)\nlocalhost:7860")):
+    for bx, label in ((0.12, "04_evaluate.py\nvs a 6-gram\n(eval.json)"),
+                      (0.37, "quick_test.py\n--checklist"),
+                      (0.62, "demo_inference\n.ipynb"),
+                      (0.87, "app.py (Gradio)\nlocalhost:7860")):
         arrow(ax, (x, 0.3625), (bx, 0.285))
-        box(ax, bx, 0.2475, 0.26, 0.075, label, SCRIPT)
-    ax.text(0.45, 0.185, "each reads models/ and tokenizer/ through utils.py "
-            "(tokenizer hash checked)", ha="center", va="center", fontsize=8.2,
-            style="italic", color="#263238")
-    box(ax, x, 0.08, 0.66, 0.09,
-        "run_pipeline.sh runs 01 → 02 → 03 → quick_test.py --checklist\n"
-        "(--quick: bundled sample, tiny preset, 300 iterations)", SCRIPT, size=8.5, ls="--")
+        box(ax, bx, 0.2475, 0.23, 0.075, label, SCRIPT, size=8.5)
+    ax.text(0.5, 0.185, "each reads models/ and tokenizer/ through utils.py "
+            "(tokenizer hash checked); export_hf.py → transformers", ha="center", va="center",
+            fontsize=8.2, style="italic", color="#263238")
+    box(ax, 0.5, 0.08, 0.8, 0.09,
+        "run_pipeline.sh runs 01 → 02 → 03 → 04 → quick_test.py --checklist\n"
+        "(--quick: the bundled corpus and the quick settings)", SCRIPT, size=8.5, ls="--")
 
 
 def draw_model(ax) -> None:
@@ -155,11 +155,13 @@ def draw(out: Path) -> None:
     draw_model(right)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    # No "Software"/date metadata: the bytes depend only on the drawing and matplotlib.
-    fig.savefig(tmp, format="png", metadata={"Software": None})
+    sys.path.insert(0, str(ROOT))
+    import utils
+
+    with utils.atomic_path(out) as tmp:
+        # No "Software"/date metadata: the bytes depend only on the drawing and matplotlib.
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
-    os.replace(tmp, out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import random
 import shlex
 import sys
@@ -27,7 +26,8 @@ PROMPTS = ["Казан шәһәре", "Татарстан", "Габдулла Т
 # (label, keyword arguments of utils.generate_text)
 SETTINGS = [
     ("greedy (temperature 0)", {"temperature": 0.0}),
-    ("temperature 0.8, top-k 50", {"temperature": 0.8, "top_k": 50}),
+    ("temperature 0.8, top-k 50, repetition penalty 1.1 (as quick_test.py and app.py)",
+     {"temperature": 0.8, "top_k": 50, "repetition_penalty": 1.1}),
     ("temperature 1.0, top-p 0.9", {"temperature": 1.0, "top_p": 0.9}),
 ]
 
@@ -233,9 +233,7 @@ def render(args: argparse.Namespace) -> str:
 
     torch.manual_seed(args.seed)
     device = utils.get_device(args.device)
-    model, ckpt = utils.load_model(args.checkpoint, device=device)
-    tok = utils.load_tokenizer(args.tokenizer)
-    utils.check_tokenizer_matches(ckpt, tok, args.checkpoint)
+    model, ckpt, tok = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer, device)
     cfg = ckpt.get("train_config") or {}
     lines = [
         "# Examples",
@@ -267,18 +265,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import utils
 
-    try:
-        text = render(args)
-    except utils.UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
-    print(f"wrote {out}")
-    return 0
+    def work() -> int:
+        utils.atomic_write_text(args.out, render(args))
+        print(f"wrote {args.out}")
+        return 0
+
+    return utils.run_cli(work)
 
 
 if __name__ == "__main__":

@@ -156,7 +156,8 @@ def helps() -> dict[str, set[str]]:
 def test_the_documents_exist():
     names = {rel(d) for d in DOCS}
     for doc in ("README.md", "docs/QUICKSTART.md", "docs/ARCHITECTURE.md", "docs/EXAMPLES.md",
-                "docs/SUBMISSION.md", "docs/TROUBLESHOOTING.md"):
+                "docs/SUBMISSION.md", "docs/TROUBLESHOOTING.md", "docs/EVALUATION.md",
+                "docs/PROJECT_SUMMARY.md", "docs/QUICK_RUN.md"):
         assert doc in names, f"{doc} is missing"
 
 
@@ -264,3 +265,36 @@ def test_readme_layout_names_every_script():
                for p in ROOT.glob(pattern) if p.is_file()]
     missing = [rel(p) for p in scripts if rel(p) not in readme]
     assert not missing, "README.md's layout does not list: " + ", ".join(sorted(missing))
+
+
+def test_project_summary_states_its_source_and_figures():
+    text = read(ROOT / "docs" / "PROJECT_SUMMARY.md")
+    assert "Written by scripts/make_summary.py" in text
+    assert re.search(r"preset \*\*(\w+)\*\*", text)
+    assert re.search(r"\*\*[\d,]+ iterations\*\*", text)
+    assert "corpus: " in text and "trained on " in text
+    assert "python scripts/make_summary.py --checkpoint" in text
+
+
+def test_generated_docs_come_from_the_checkpoint(tiny_checkpoint, tmp_path):
+    """make_examples.py and make_summary.py on the session's checkpoint: their figures are
+    the checkpoint's."""
+    import torch
+
+    from conftest import load_script
+
+    paths = ["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
+             str(tiny_checkpoint.tokenizer_dir), "--data-dir", str(tiny_checkpoint.data_dir)]
+    assert load_script("scripts/make_examples.py").main(
+        [*paths, "--out", str(tmp_path / "examples.md"), "--val-lines", "50"]) == 0
+    assert load_script("scripts/make_summary.py").main(
+        [*paths, "--out", str(tmp_path / "summary.md")]) == 0
+    ckpt = torch.load(tiny_checkpoint.checkpoint, map_location="cpu", weights_only=True)
+    examples, summary = read(tmp_path / "examples.md"), read(tmp_path / "summary.md")
+    for text in (examples, summary):
+        assert f"**{ckpt['iter']:,} iterations**" in text
+    assert f"| val loss / perplexity | {ckpt['best_val_loss']:.4f} nats per token" in summary
+    for item in ("Trained from scratch", "Decoder-only transformer", "Context ≥ 256 tokens",
+                 "Low-resource language", "Adequate generation", "beats the n-gram baseline"):
+        assert item in summary
+    assert "## What works well" in summary and "## What to improve" in summary
