@@ -594,8 +594,10 @@ def test_resume_refuses_a_contradicting_model_and_reports_other_changes(tiny_dat
     assert "--n-layer 5 (the checkpoint has 3)" in capsys.readouterr().err
     assert snapshot(trained_out) == before
     # Flags not given keep the checkpoint's values; flags given are reported.
+    saved_lr = torch.load(trained_out / "last.pt", weights_only=True)["train_config"]["lr"]
+    assert saved_lr != 1e-3
     assert run_train(tiny_data, trained_out, "--resume", "--max-iters", "6", "--lr", "1e-3") == 0
-    assert "--lr 0.002 → 0.001" in capsys.readouterr().out
+    assert f"--lr {saved_lr:g} → 0.001" in capsys.readouterr().out
     ckpt = torch.load(trained_out / "last.pt", weights_only=True)
     assert ckpt["iter"] == 6 and ckpt["train_config"]["eval_interval"] == 2
     assert ckpt["train_config"]["lr"] == 1e-3
