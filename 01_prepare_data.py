@@ -2,7 +2,7 @@
 
 Inputs, chosen with flags (see `python 01_prepare_data.py --help`):
   - Leipzig Corpora Collection archives by name, downloaded from Wortschatz Leipzig
-    (default: `config.DataConfig.corpora`, i.e. tat_mixed_2015_1M; `--corpus NAME` to choose);
+    (default: `config.DataConfig.corpus`, i.e. tat_mixed_2015_1M; `--corpus NAME` to choose);
   - an archive already on disk (`--archive PATH`);
   - plain UTF-8 text, one sentence or paragraph per line (`--text-file PATH`);
   - the small bundled sample corpus, data/sample/*.txt (`--source sample`).
@@ -60,6 +60,7 @@ from typing import IO
 
 from tqdm import tqdm
 
+import config
 import tatar_text
 import utils
 from config import DataConfig
@@ -403,7 +404,7 @@ def gather_sources(args: argparse.Namespace, cfg: DataConfig,
         return [sample_source(args.sample_dir)], []
     sources = [archive_source(p) for p in args.archive or []]
     sources += [text_source(p) for p in args.text_file or []]
-    corpora = args.corpus or ([] if sources else list(cfg.corpora))
+    corpora = args.corpus or ([] if sources else list(cfg.corpus))
     raw_dir = args.data_dir / "raw"
     failures = []
     for name in corpora:
@@ -798,10 +799,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "data/sample/*.txt, one sentence per line")
     src.add_argument("--corpus", action="append", metavar="NAME",
                      help=f"Leipzig corpus to download, repeatable; replaces the default "
-                          f"{', '.join(cfg.corpora)}. Others: {', '.join(EXAMPLE_CORPORA)}")
-    src.add_argument("--base-url", default=cfg.base_url, metavar="URL",
-                     help="where Leipzig archives live: an archive's URL is URL + NAME + .tar.gz "
-                          "(default: %(default)s)")
+                          f"{', '.join(cfg.corpus)}. Others: {', '.join(EXAMPLE_CORPORA)}")
+    config.add_flags(src, DataConfig, config.DATA_HELP, ("base_url",))
     src.add_argument("--archive", action="append", type=Path, metavar="PATH",
                      help="an already downloaded Leipzig .tar.gz, repeatable; no download "
                           "unless --corpus is given too")
@@ -821,30 +820,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help="downloads go to DIR/raw/, outputs to DIR/processed/ "
                             "(default: %(default)s)")
     clean = parser.add_argument_group("cleaning and split")
-    clean.add_argument("--min-chars", type=int, default=cfg.min_chars, metavar="N",
-                       help="drop shorter lines (default: %(default)s)")
-    clean.add_argument("--max-chars", type=int, default=cfg.max_chars, metavar="N",
-                       help="drop longer lines (default: %(default)s)")
-    clean.add_argument("--min-cyrillic-share", type=float, default=cfg.min_cyrillic_share,
-                       metavar="SHARE", help="drop lines whose letters are less Cyrillic than "
-                                             "this (default: %(default)s)")
-    clean.add_argument("--val-fraction", type=float, default=cfg.val_fraction,
-                       metavar="FRACTION", help="share of lines for validation, chosen by a "
-                                                "hash of the line (default: %(default)s)")
-    clean.add_argument("--min-val-lines", type=int, default=cfg.min_val_lines, metavar="N",
-                       help="raise the val share to reach this many val lines, at most 10%% of "
-                            "the corpus (default: %(default)s; 0 = off)")
+    config.add_flags(clean, DataConfig, config.DATA_HELP,
+                     ("min_chars", "max_chars", "min_cyrillic_share", "val_fraction",
+                      "min_val_lines"))
     net = parser.add_argument_group("download")
-    net.add_argument("--timeout", type=float, default=cfg.read_timeout, metavar="SECONDS",
-                     help="seconds without data before a download attempt fails "
-                          "(default: %(default)s)")
-    net.add_argument("--connect-timeout", type=float, default=cfg.connect_timeout,
-                     metavar="SECONDS", help="seconds to open a connection (default: %(default)s)")
-    net.add_argument("--retries", type=int, default=cfg.retries, metavar="N",
-                     help="extra attempts after a failed download; each resumes where the "
-                          "last stopped (default: %(default)s)")
-    net.add_argument("--backoff", type=float, default=1.0, metavar="SECONDS",
-                     help="wait N x SECONDS before attempt N+1 (default: %(default)s)")
+    config.add_flags(net, DataConfig, config.DATA_HELP,
+                     ("timeout", "connect_timeout", "retries", "backoff"))
     args = parser.parse_args(argv)
 
     if args.source == "sample" and (args.corpus or args.archive or args.text_file):
@@ -869,19 +850,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
-    cfg = replace(
-        DataConfig(),
-        base_url=args.base_url,
-        connect_timeout=args.connect_timeout,
-        read_timeout=args.timeout,
-        retries=args.retries,
-        min_chars=args.min_chars,
-        max_chars=args.max_chars,
-        min_cyrillic_share=args.min_cyrillic_share,
-        val_fraction=args.val_fraction,
-        min_val_lines=args.min_val_lines,
-    )
-    opts = DownloadOptions(cfg.connect_timeout, cfg.read_timeout, cfg.retries, args.backoff)
+    cfg = replace(DataConfig(), **{name: getattr(args, name) for name in config.DATA_HELP})
+    opts = DownloadOptions(cfg.connect_timeout, cfg.timeout, cfg.retries, cfg.backoff)
     try:
         sources, failures = gather_sources(args, cfg, opts)
     except (DownloadError, KeptExisting):

@@ -352,7 +352,6 @@ def run(data_dir: Path, tokenizer_dir: Path, vocab_size: int, min_frequency: int
 
 
 def build_parser() -> argparse.ArgumentParser:
-    defaults = config.TokenizerConfig()
     parser = argparse.ArgumentParser(
         description="Train a byte-level BPE tokenizer on DATA_DIR/processed/train.txt and "
                     "encode train.txt and val.txt into uint16 token files.",
@@ -364,16 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer-dir", type=Path, default=Path("tokenizer"),
                         help="where tokenizer.json and tokenizer_config.json go "
                              "(default: %(default)s)")
-    parser.add_argument("--vocab-size", type=int, default=defaults.vocab_size,
-                        help=f"tokens in the vocabulary, including the 256 bytes and the "
-                             f"{len(config.SPECIAL_TOKENS)} special tokens; "
-                             f"{MIN_VOCAB_SIZE} to {config.UINT16_LIMIT} (default: %(default)s)")
-    parser.add_argument("--min-frequency", type=int, default=defaults.min_frequency,
-                        help="learn only merges of pairs seen at least this often "
-                             "(default: %(default)s)")
-    parser.add_argument("--batch-lines", type=int, default=defaults.encode_batch_lines,
-                        help="sentences read and encoded at a time; bounds memory use "
-                             "(default: %(default)s)")
+    config.add_flags(parser, config.TokenizerConfig, config.TOKENIZER_HELP)
     return parser
 
 

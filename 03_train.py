@@ -12,6 +12,8 @@ Writes  models/best_model.pt   the checkpoint with the lowest validation loss
     python 03_train.py --preset tiny --n-layer 4 --attn-dropout 0.1   # shape flags on top
     python 03_train.py --time-budget 60                  # as many steps as fit in an hour
     torchrun --standalone --nproc_per_node=2 03_train.py # data-parallel on 2 GPUs
+    python 03_train.py --status --preset tiny            # what a rerun would do (one line)
+    python 03_train.py --summary                         # the trained model's figures
 
 Each step draws random windows of block_size+1 tokens from train.bin (memory-mapped: the
 file is never read whole), accumulates gradients over `grad_accum` micro-batches under
@@ -110,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                                choices=MODEL_CHOICES.get(f.name), help=help_text)
     parser.add_argument("--estimate", action="store_true",
                         help="time a few micro-batches, print the expected training time, exit")
+    parser.add_argument("--status", action="store_true",
+                        help="print what OUT_DIR holds as one line and exit: fresh | stale | "
+                             "other | done | resume, a tab, and the model that would be lost by "
+                             "replacing the tokenizer (empty if none); see model_status")
+    parser.add_argument("--summary", action="store_true",
+                        help="print the figures of OUT_DIR/best_model.pt (and of eval.json "
+                             "beside it) and exit")
     return parser
 
 
@@ -282,7 +291,7 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
     model.train()
     out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
     # Bits per character: total nats of the val tokens spread over the val characters.
-    out["val_bpc"] = out["val_loss"] * meta["val_tokens"] / meta["val_chars"] / math.log(2)
+    out["val_bpc"] = utils.nats_to_bpc(out["val_loss"] * meta["val_tokens"], meta["val_chars"])
     return out
 
 
@@ -369,6 +378,85 @@ def run_files(cfg: config.TrainConfig, estimate: bool) -> RunFiles:
 def append_log(path: Path, row: dict) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
+
+
+# ---------------------------------------------------------------------------
+# What a folder holds (--status, --summary: run_pipeline.sh asks these)
+# ---------------------------------------------------------------------------
+
+
+def _peek(path: Path) -> dict | None:
+    """A checkpoint's contents, or None when it is missing or cannot be read."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # damaged or foreign: for a status, simply not usable
+        return None
+    return ckpt if isinstance(ckpt, dict) else None
+
+
+def model_status(out_dir: Path, tokenizer_dir: Path, preset: str | None,
+                 max_iters: int | None) -> tuple[str, str]:
+    """(state, held) of a training folder, as a rerun with these settings would find it.
+
+    state: "fresh" (no checkpoint), "stale" (last.pt unreadable, or made with another
+    tokenizer than the one in `tokenizer_dir`: nothing to continue), "other" (a model of
+    another preset than `preset`), "done" (trained to `max_iters`, or to its own when none is
+    given, and best_model.pt exists) or "resume". held: "preset P, N iterations" when
+    best_model.pt was trained with this tokenizer (redoing the tokenizer would orphan it),
+    else "".
+    """
+    last, best = out_dir / "last.pt", out_dir / "best_model.pt"
+    try:
+        current = utils.tokenizer_hash(tokenizer_dir)
+    except OSError:
+        current = None
+    best_ckpt = _peek(best)
+    held = ""
+    if best_ckpt is not None and current and best_ckpt.get("tokenizer_hash") == current:
+        held = (f"preset {best_ckpt.get('train_config', {}).get('preset', '?')}, "
+                f"{best_ckpt.get('iter', '?')} iterations")
+    if not (last.is_file() or best.is_file()):
+        return "fresh", held
+    ckpt = _peek(last)
+    if ckpt is None or current is None or ckpt.get("tokenizer_hash") != current:
+        return "stale", held
+    tc = ckpt.get("train_config") or {}
+    if preset is not None and tc.get("preset") != preset:
+        return "other", held
+    target = max_iters or tc.get("max_iters", 0)
+    finished = ckpt.get("finished") and not max_iters
+    if (finished or ckpt.get("iter", 0) >= target) and best.is_file():
+        return "done", held
+    return "resume", held
+
+
+def print_summary(out_dir: Path) -> None:
+    """The best checkpoint's iteration and val figures, and 04_evaluate.py's comparison."""
+    best = out_dir / "best_model.pt"
+    ckpt = _peek(best)
+    if ckpt is None:
+        raise utils.UserError(f"no readable checkpoint at {best}; train first: "
+                              f"python 03_train.py --out-dir {out_dir}")
+    tc = ckpt.get("train_config") or {}
+    print(f"  checkpoint: {best} (preset {tc.get('preset', '?')}, "
+          f"iteration {ckpt.get('iter', '?')})")
+    m = ckpt.get("metrics") or {}
+    if "val_loss" in m:
+        bpc = f" | bits per char {m['val_bpc']:.3f}" if "val_bpc" in m else ""
+        print(f"  val loss {m['val_loss']:.4f} | perplexity "
+              f"{math.exp(min(m['val_loss'], 50)):.2f}{bpc}")
+    ev_path = out_dir / "eval.json"
+    if ev_path.is_file():
+        try:
+            e = utils.read_json(ev_path, f"python 04_evaluate.py --checkpoint {best}")
+            print(f"  val.txt bits per char: GPT {e['gpt']['bpc']:.3f} vs "
+                  f"{e['ngram']['order']}-gram {e['ngram']['bpc']:.3f}; vowel-harmony pairs: "
+                  f"GPT {e['gpt']['harmony_accuracy']:.1%} vs n-gram "
+                  f"{e['ngram']['harmony_accuracy']:.1%}")
+        except (utils.UserError, KeyError, TypeError, ValueError):
+            print(f"  {ev_path} is damaged; re-create it: python 04_evaluate.py")
 
 
 def plot_loss_curve(log_path: Path, png_path: Path) -> bool:
@@ -1022,9 +1110,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     estimate = args.__dict__.pop("estimate")
+    status, summary = args.__dict__.pop("status"), args.__dict__.pop("summary")
     dist = Dist()
 
     def work() -> int:
+        if status or summary:
+            out_dir = Path(args.out_dir or config.TrainConfig.out_dir)
+            if summary:
+                print_summary(out_dir)
+            else:
+                tok = Path(args.tokenizer_dir or config.TrainConfig.tokenizer_dir)
+                print("\t".join(model_status(out_dir, tok, args.preset, args.max_iters)))
+            return 0
         cfg, shape, explicit = parse_config(args)
         check_train_config(cfg)
         if cfg.plot:

@@ -42,10 +42,8 @@ EXAMPLE_PAIRS = 12  # pairs written to eval.json with both models' scores
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
-                        help="the model to evaluate (default: %(default)s)")
-    parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
-                        help="its tokenizer folder (default: %(default)s)")
+    utils.add_model_args(parser, "the model to evaluate", seed=0,
+                         seed_help="which word of a sentence is flipped")
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/{train,val}.txt (default: %(default)s)")
     parser.add_argument("--out", default=None,
@@ -63,9 +61,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "spread of its lines (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=32,
                         help="sentences per GPT forward pass (default: %(default)s)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    parser.add_argument("--seed", type=int, default=0, help="which word of a sentence is "
-                                                            "flipped (default: %(default)s)")
     args = parser.parse_args(argv)
     if not 2 <= args.order <= 7:
         parser.error(f"--order must be 2 to 7, got {args.order}")
@@ -146,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     ngram_bpc = lm.bits_per_char(val)
     t0 = time.perf_counter()
     gpt_nats = utils.sentence_nlls(model, tokenizer, val, args.batch_size)
-    gpt_bpc = sum(gpt_nats) / chars / math.log(2)
+    gpt_bpc = utils.nats_to_bpc(sum(gpt_nats), chars)
     gpt_s = time.perf_counter() - t0
 
     pairs = tatar_text.minimal_pairs(val, args.max_pairs, args.seed)

@@ -54,23 +54,25 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+import config
 import utils
 
 CONCURRENCY = 2  # generations at once; more only slow each other down on a CPU
 
 # Generation controls: (minimum, maximum, default). The sliders use these ranges and values
 # sent through the API are clamped into them.
+# The defaults are config.SAMPLING's, except a longer text: a page has room for it.
 MAX_NEW_TOKENS = (1, 500, 100)
-TEMPERATURE = (0.0, 2.0, 0.8)
-TOP_P = (0.05, 1.0, 0.95)
-REPETITION_PENALTY = (1.0, 2.0, 1.1)
-TOP_K_SLIDER = (0, 200, 50)  # 0 = off; through the API any k ≥ the vocabulary is off too
-DEFAULT_SEED = 42
+TEMPERATURE = (0.0, 2.0, config.SAMPLING.temperature)
+TOP_P = (0.05, 1.0, config.SAMPLING.top_p)
+REPETITION_PENALTY = (1.0, 2.0, config.SAMPLING.repetition_penalty)
+TOP_K_SLIDER = (0, 200, config.SAMPLING.top_k)  # 0 = off; via the API any k ≥ vocabulary too
+DEFAULT_SEED = config.SAMPLING.seed
 
 MAX_TEXT_CHARS = 20_000  # tokenizer and perplexity inputs
 MAX_TOKENS_SHOWN = 2_000  # tokens drawn in the tokenizer view (the JSON has all of them)
 
-EXAMPLE_PROMPTS = ["Казан шәһәре", "Татарстан", "Габдулла Тукай", "Мин татарча", "Яз көне"]
+EXAMPLE_PROMPTS = list(config.PROMPTS)
 EMPTY_PROMPT = "Башлангыч текст языгыз — enter a prompt first."
 EMPTY_TEXT = "Җөмлә языгыз — enter a sentence to score."
 TOKEN_COLOURS = ("#fde2e4", "#dbe7f7", "#fff1c1", "#d8f3dc", "#e8dff5", "#fbe3cf")
@@ -296,9 +298,8 @@ def score(loaded: Loaded, text: str) -> dict:
     lines = [line for line in text.splitlines() if line.strip()]
     with loaded.lock:
         s = utils.score_text(loaded.model, loaded.tokenizer, lines)
-    # The formulas of utils.perplexity and utils.bits_per_char, from one pass of the model.
-    return {"perplexity": math.exp(s["nll"] / s["tokens"]),
-            "bits_per_char": s["nll"] / s["chars"] / math.log(2),
+    return {"perplexity": utils.nats_to_ppl(s["nll"], s["tokens"]),
+            "bits_per_char": utils.nats_to_bpc(s["nll"], s["chars"]),
             "tokens": s["tokens"], "chars": s["chars"], "sentences": len(lines)}
 
 
@@ -460,18 +461,13 @@ def build_setup_demo(reason: str) -> gr.Blocks:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Tatar-GPT web demo (Gradio).")
-    parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
-                        help="model checkpoint, a folder written by export_hf.py, or its "
-                             "Hugging Face Hub id (default: %(default)s)")
-    parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
-                        help="tokenizer folder (default: %(default)s)")
+    utils.add_model_args(parser, "the model to demo")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 0.0.0.0 for the whole network "
                              "(default: %(default)s)")
     parser.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
     parser.add_argument("--share", action="store_true",
                         help="also create a public gradio.live link (needs internet)")
-    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port} "

@@ -6,6 +6,9 @@ Every script reads its defaults from here and exposes them as command-line flags
 - `TokenizerConfig` BPE training (02_train_tokenizer.py)
 - `ModelConfig`     the transformer (model.py); named presets in `PRESETS`
 - `TrainConfig`     the training loop (03_train.py); per-preset overrides in `TRAIN_PRESETS`
+- `SamplingConfig`  generation defaults (`SAMPLING`) and the Tatar `PROMPTS` that
+                    quick_test.py, app.py, the notebook, make_examples.py and the exported
+                    model's generation_config.json start from
 
 `python config.py [PRESET ...]` prints the parameter-count breakdown of presets.
 """
@@ -29,13 +32,18 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 # ---------------------------------------------------------------------------
 
 
+# Each field in a *_HELP table is a flag of its script, named after the field (--min-chars for
+# min_chars), typed and defaulted from it: (metavar, help).
+
+
 @dataclass
 class DataConfig:
     base_url: str = "https://downloads.wortschatz-leipzig.de/corpora/"
-    corpora: tuple[str, ...] = ("tat_mixed_2015_1M",)
+    corpus: tuple[str, ...] = ("tat_mixed_2015_1M",)  # --corpus NAME, repeatable
     connect_timeout: float = 15.0  # seconds to open a connection
-    read_timeout: float = 60.0  # seconds without a byte before giving up
+    timeout: float = 60.0  # seconds without a byte before giving up
     retries: int = 3
+    backoff: float = 1.0
     min_chars: int = 10  # shorter lines are fragments, not sentences
     max_chars: int = 1000  # longer lines are usually lists or tables
     min_cyrillic_share: float = 0.7  # of the letters in a line
@@ -43,12 +51,50 @@ class DataConfig:
     min_val_lines: int = 300  # when the corpus allows
 
 
+DATA_HELP = {
+    "base_url": ("URL", "where Leipzig archives live: an archive's URL is URL + NAME + .tar.gz"),
+    "min_chars": ("N", "drop shorter lines"),
+    "max_chars": ("N", "drop longer lines"),
+    "min_cyrillic_share": ("SHARE", "drop lines whose letters are less Cyrillic than this"),
+    "val_fraction": ("FRACTION", "share of lines for validation, chosen by a hash of the line"),
+    "min_val_lines": ("N", "raise the val share to reach this many val lines, at most 10%% of "
+                           "the corpus (0 = off)"),
+    "timeout": ("SECONDS", "seconds without data before a download attempt fails"),
+    "connect_timeout": ("SECONDS", "seconds to open a connection"),
+    "retries": ("N", "extra attempts after a failed download; each resumes where the last "
+                     "stopped"),
+    "backoff": ("SECONDS", "wait N x SECONDS before attempt N+1"),
+}
+
+
 @dataclass
 class TokenizerConfig:
     vocab_size: int = 8192
     min_frequency: int = 2
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS
-    encode_batch_lines: int = 10_000
+    batch_lines: int = 10_000
+
+
+TOKENIZER_HELP = {
+    "vocab_size": ("N", f"tokens in the vocabulary, including the 256 bytes and the "
+                        f"{len(SPECIAL_TOKENS)} special tokens; at most {UINT16_LIMIT}"),
+    "min_frequency": ("N", "learn only merges of pairs seen at least this often"),
+    "batch_lines": ("N", "sentences read and encoded at a time; bounds memory use"),
+}
+
+
+def add_flags(parser, cls, table: dict[str, tuple[str, str]],
+              names: tuple[str, ...] | None = None) -> None:
+    """Add one flag per field of dataclass `cls` in `table` (or in `names`, in that order):
+    --field-name, typed and defaulted from the field, so a flag's name is its field's."""
+    defaults = cls()
+    kinds = {f.name: {"int": int, "float": float, "str": str}[str(f.type)]
+             for f in fields(cls) if f.name in table}
+    for name in names or tuple(table):
+        metavar, help_text = table[name]
+        parser.add_argument("--" + name.replace("_", "-"), type=kinds[name],
+                            default=getattr(defaults, name), metavar=metavar,
+                            help=f"{help_text} (default: %(default)s)")
 
 
 # ---------------------------------------------------------------------------
@@ -356,6 +402,28 @@ def get_train_config(preset: str = "small", **overrides) -> TrainConfig:
     get_preset(preset)  # validates the name
     values = {**TRAIN_PRESETS.get(preset, {}), **overrides, "preset": preset}
     return TrainConfig(**values)
+
+
+# ---------------------------------------------------------------------------
+# Generation
+# ---------------------------------------------------------------------------
+
+# The prompts every demo starts from: a city, the republic, the national poet, a phrase, a season.
+PROMPTS: tuple[str, ...] = ("Казан шәһәре", "Татарстан", "Габдулла Тукай", "Мин татарча",
+                            "Яз көне")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 40
+    temperature: float = 0.8  # 0 = greedy
+    top_k: int = 50  # 0 = off
+    top_p: float = 0.95  # 1 = off
+    repetition_penalty: float = 1.1  # 1 = off
+    seed: int = 1234
+
+
+SAMPLING = SamplingConfig()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,23 +170,16 @@ def to_hf(state: dict[str, torch.Tensor], family: str,
         out["model.embed_tokens.weight"] = state["wte.weight"]
         for i in range(cfg.n_layer):
             b, h = f"blocks.{i}.", f"model.layers.{i}."
-            q, k, v = _split_qkv(state[b + "attn.c_attn.weight"], cfg)
-            out |= {h + "self_attn.q_proj.weight": q, h + "self_attn.k_proj.weight": k,
-                    h + "self_attn.v_proj.weight": v,
-                    h + "self_attn.o_proj.weight": state[b + "attn.c_proj.weight"],
-                    h + "mlp.gate_proj.weight": state[b + "mlp.c_gate.weight"],
-                    h + "mlp.up_proj.weight": state[b + "mlp.c_fc.weight"],
-                    h + "mlp.down_proj.weight": state[b + "mlp.c_proj.weight"],
-                    h + "input_layernorm.weight": state[b + "ln_1.weight"],
+            for kind in ("weight", "bias") if cfg.bias else ("weight",):
+                q, k, v = _split_qkv(state[f"{b}attn.c_attn.{kind}"], cfg)
+                out |= {f"{h}self_attn.q_proj.{kind}": q, f"{h}self_attn.k_proj.{kind}": k,
+                        f"{h}self_attn.v_proj.{kind}": v,
+                        f"{h}self_attn.o_proj.{kind}": state[f"{b}attn.c_proj.{kind}"],
+                        f"{h}mlp.gate_proj.{kind}": state[f"{b}mlp.c_gate.{kind}"],
+                        f"{h}mlp.up_proj.{kind}": state[f"{b}mlp.c_fc.{kind}"],
+                        f"{h}mlp.down_proj.{kind}": state[f"{b}mlp.c_proj.{kind}"]}
+            out |= {h + "input_layernorm.weight": state[b + "ln_1.weight"],
                     h + "post_attention_layernorm.weight": state[b + "ln_2.weight"]}
-            if cfg.bias:
-                qb, kb, vb = _split_qkv(state[b + "attn.c_attn.bias"], cfg)
-                out |= {h + "self_attn.q_proj.bias": qb, h + "self_attn.k_proj.bias": kb,
-                        h + "self_attn.v_proj.bias": vb,
-                        h + "self_attn.o_proj.bias": state[b + "attn.c_proj.bias"],
-                        h + "mlp.gate_proj.bias": state[b + "mlp.c_gate.bias"],
-                        h + "mlp.up_proj.bias": state[b + "mlp.c_fc.bias"],
-                        h + "mlp.down_proj.bias": state[b + "mlp.c_proj.bias"]}
         out["model.norm.weight"] = state["ln_f.weight"]
         out["lm_head.weight"] = state["wte.weight"]
     else:  # gpt2: Conv1D stores (in, out), the transpose of nn.Linear's weight
@@ -334,8 +327,9 @@ def export(checkpoint: Path, tokenizer_dir: Path, out: Path, overwrite: bool = F
         hf_model.tie_weights()
         hf_model.generation_config = transformers.GenerationConfig(
             bos_token_id=config.BOS_ID, eos_token_id=config.EOS_ID, pad_token_id=config.PAD_ID,
-            do_sample=True, temperature=0.8, top_k=50, top_p=0.95, repetition_penalty=1.1,
-            max_new_tokens=100)
+            do_sample=True, temperature=config.SAMPLING.temperature, top_k=config.SAMPLING.top_k,
+            top_p=config.SAMPLING.top_p, repetition_penalty=config.SAMPLING.repetition_penalty,
+            max_new_tokens=100)  # as app.py's page
         hf_model.save_pretrained(staging, safe_serialization=True)
         (staging / "model.safetensors").chmod(0o644)  # safetensors writes it private
         (staging / "README.md").write_text(model_card(ckpt, model, family, evaluation),
@@ -486,10 +480,7 @@ repository, `python app.py --checkpoint PATH_OR_HUB_ID` and `python quick_test.p
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
-                        help="the checkpoint to export (default: %(default)s)")
-    parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
-                        help="its tokenizer folder (default: %(default)s)")
+    utils.add_model_args(parser, "the model to export", device=False)  # always on the CPU
     parser.add_argument("--out", default="hf_model", help="the folder to write (default: "
                                                           "%(default)s)")
     parser.add_argument("--overwrite", action="store_true",

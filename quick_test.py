@@ -23,28 +23,21 @@ import config
 import utils
 from model import GPT
 
-PROMPTS = ["Казан шәһәре", "Татарстан", "Габдулла Тукай", "Мин татарча", "Яз көне"]
-TEMPERATURES = (0.3, 0.8, 1.2)
+TEMPERATURES = (0.3, 0.8, 1.2)  # around config.SAMPLING's; its other settings as they are
 TATAR_LETTERS = "әөүҗңһӘӨҮҖҢҺ"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", default=utils.DEFAULT_CHECKPOINT,
-                        help="checkpoint to test, a folder written by export_hf.py, or its "
-                             "Hugging Face Hub id (default: %(default)s)")
-    parser.add_argument("--tokenizer", default=utils.DEFAULT_TOKENIZER,
-                        help="tokenizer folder (default: %(default)s)")
+    utils.add_model_args(parser, "the model to test", seed=config.SAMPLING.seed)
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/val.txt and stats.json (default: %(default)s)")
-    parser.add_argument("--device", default="auto",
-                        help="auto | cpu | cuda | mps (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=40,
+    parser.add_argument("--max-new-tokens", type=int, default=config.SAMPLING.max_new_tokens,
                         help="tokens generated per prompt (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=1234, help="sampling seed (default: %(default)s)")
     parser.add_argument("--val-sentences", type=int, default=5,
                         help="held-out sentences to score (default: %(default)s)")
-    parser.add_argument("--repetition-penalty", type=float, default=1.1,
+    parser.add_argument("--repetition-penalty", type=float,
+                        default=config.SAMPLING.repetition_penalty,
                         help="penalty on tokens already in the text, 1 = off "
                              "(default: %(default)s)")
     parser.add_argument("--checklist", action="store_true",
@@ -71,14 +64,15 @@ def print_card(ckpt: dict, model: GPT) -> None:
 def print_samples(model: GPT, tokenizer: utils.Tokenizer, max_new_tokens: int,
                   seed: int, repetition_penalty: float) -> list[str]:
     """Continue each prompt at each temperature; return the continuations."""
-    print(f"\nSamples ({max_new_tokens} new tokens, top-k 50, repetition penalty "
-          f"{repetition_penalty:g}, seed {seed})")
+    s = config.SAMPLING
+    print(f"\nSamples ({max_new_tokens} new tokens, top-k {s.top_k}, top-p {s.top_p:g}, "
+          f"repetition penalty {repetition_penalty:g}, seed {seed})")
     outputs = []
-    for prompt in PROMPTS:
+    for prompt in config.PROMPTS:
         print(f"\n«{prompt}»")
         for t in TEMPERATURES:
             text = utils.generate_text(model, tokenizer, prompt, max_new_tokens=max_new_tokens,
-                                       temperature=t, top_k=50, seed=seed,
+                                       temperature=t, top_k=s.top_k, top_p=s.top_p, seed=seed,
                                        repetition_penalty=repetition_penalty)
             outputs.append(text[len(prompt):])
             print(f"  T={t}: {text}")
@@ -107,8 +101,8 @@ def print_perplexities(model: GPT, tokenizer: utils.Tokenizer, sentences: list[s
     print(f"  {'perplexity':>10} {'bits/char':>9}  sentence")
     for s in sentences:
         score = utils.score_text(model, tokenizer, s)
-        ppl = math.exp(score["nll"] / score["tokens"])
-        bpc = score["nll"] / score["chars"] / math.log(2)
+        ppl = utils.nats_to_ppl(score["nll"], score["tokens"])
+        bpc = utils.nats_to_bpc(score["nll"], score["chars"])
         print(f"  {ppl:>10.2f} {bpc:>9.3f}  {s[:70]}")
     total = utils.perplexity(model, tokenizer, sentences)
     print(f"  all {len(sentences)} together: perplexity {total:.2f}")

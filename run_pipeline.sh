@@ -191,20 +191,7 @@ guard_model() {  # $1 what is about to be redone
         return 0
     fi
     local held
-    held=$("$PY" - <<'PYEOF'
-import torch
-
-import utils
-
-try:
-    ckpt = torch.load("models/best_model.pt", map_location="cpu", weights_only=True)
-except Exception:
-    raise SystemExit
-if ckpt.get("tokenizer_hash") == utils.tokenizer_hash("tokenizer"):
-    print(f"preset {ckpt.get('train_config', {}).get('preset', '?')}, "
-          f"{ckpt.get('iter', '?')} iterations")
-PYEOF
-)
+    held=$("$PY" 03_train.py --status | cut -f2)
     if [ -n "$held" ]; then
         die "models/ holds a trained model ($held), and this run would redo $1, leaving that model without its tokenizer. To keep it, move the folders away first (mv models models_old; mv tokenizer tokenizer_old; mv data/processed data/processed_old), or add --force to replace them."
     fi
@@ -263,36 +250,7 @@ train_args+=(${train_extra[@]+"${train_extra[@]}"})
 if run_stage 3; then
     header 3 "train the model (03_train.py ${train_args[*]})"
     # What is in models/ already: nothing, done, resumable, or a model of other settings.
-    state=$("$PY" - "$preset" "${max_iters:-0}" <<'PYEOF'
-import sys
-from pathlib import Path
-
-import torch
-
-import utils
-
-preset, max_iters = sys.argv[1], int(sys.argv[2])
-last = Path("models/last.pt")
-if not any(Path("models", n).is_file() for n in ("last.pt", "best_model.pt")):
-    print("fresh")
-    raise SystemExit
-try:
-    ckpt = torch.load(last, map_location="cpu", weights_only=True)
-except Exception:
-    print("stale")  # unreadable: nothing to continue
-    raise SystemExit
-if ckpt.get("tokenizer_hash") != utils.tokenizer_hash("tokenizer"):
-    print("stale")  # its tokenizer is gone: the model cannot be used any more
-elif ckpt.get("train_config", {}).get("preset") != preset:
-    print("other")
-elif (ckpt.get("finished") and not max_iters
-      or ckpt.get("iter", 0) >= (max_iters or ckpt["train_config"].get("max_iters", 0))) \
-        and Path("models/best_model.pt").is_file():
-    print("done")
-else:
-    print("resume")
-PYEOF
-)
+    state=$("$PY" 03_train.py --status --preset "$preset" ${max_iters:+--max-iters "$max_iters"} | cut -f1)
     if [ "$force" = 1 ] && [ "$state" != "fresh" ]; then state="replace"; fi
     if [ "$state" = "other" ]; then
         die "models/ holds a trained model of another preset. To keep it, move it away first (mv models models_old), or add --force to replace it with a new $preset model."
@@ -345,27 +303,7 @@ echo "════════ summary ════════"
 for t in ${timings[@]+"${timings[@]}"}; do echo "  $t"; done
 echo "  total: $((SECONDS - pipeline_start)) s"
 if [ -f models/best_model.pt ]; then
-    "$PY" - <<'PYEOF'
-import json
-import math
-from pathlib import Path
-
-import torch
-
-ckpt = torch.load("models/best_model.pt", map_location="cpu", weights_only=True)
-m = ckpt.get("metrics") or {}
-print(f"  checkpoint: models/best_model.pt (preset {ckpt['train_config']['preset']}, "
-      f"iteration {ckpt['iter']})")
-if m:
-    print(f"  val loss {m['val_loss']:.4f} | perplexity {math.exp(min(m['val_loss'], 50)):.2f} "
-          f"| bits per char {m['val_bpc']:.3f}")
-ev = Path("models/eval.json")
-if ev.is_file():
-    e = json.loads(ev.read_text(encoding="utf-8"))
-    print(f"  val.txt bits per char: GPT {e['gpt']['bpc']:.3f} vs {e['ngram']['order']}-gram "
-          f"{e['ngram']['bpc']:.3f}; vowel-harmony pairs: GPT {e['gpt']['harmony_accuracy']:.1%}"
-          f" vs n-gram {e['ngram']['harmony_accuracy']:.1%}")
-PYEOF
+    "$PY" 03_train.py --summary
 fi
 cat <<'EOF'
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import functools
@@ -337,6 +338,27 @@ def check_token_files(data_dir: str | Path = "data",
 
 def mps_available() -> bool:
     return hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+
+
+def add_model_args(parser: argparse.ArgumentParser, what: str = "the model",
+                   device: bool = True, seed: int | None = None,
+                   seed_help: str = "sampling seed") -> None:
+    """The flags of every script that loads a trained model, with one spelling, one default
+    and one help text: --checkpoint, --tokenizer, --device (unless `device` is False) and
+    --seed (when a default `seed` is given)."""
+    parser.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
+                        help=f"{what}: a checkpoint, a folder written by export_hf.py, or its "
+                             f"Hugging Face Hub id (default: %(default)s)")
+    parser.add_argument("--tokenizer", default=DEFAULT_TOKENIZER,
+                        help="the tokenizer folder it was trained with; an exported folder "
+                             "brings its own (default: %(default)s)")
+    if device:
+        parser.add_argument("--device", default="auto",
+                            help="auto (CUDA, then MPS, then CPU) | cpu | cuda | mps "
+                                 "(default: %(default)s)")
+    if seed is not None:
+        parser.add_argument("--seed", type=int, default=seed,
+                            help=f"{seed_help} (default: %(default)s)")
 
 
 def select_device(name: str = "auto") -> tuple[torch.device, str]:
@@ -803,16 +825,27 @@ def _lines(text: str | Path | list[str]) -> str | list[str]:
     return text
 
 
+def nats_to_ppl(nats: float, tokens: int) -> float:
+    """Perplexity from a total negative log-likelihood in nats over `tokens` tokens."""
+    return math.exp(nats / max(1, tokens))
+
+
+def nats_to_bpc(nats: float, chars: int) -> float:
+    """Bits per character from a total negative log-likelihood in nats over `chars`
+    characters: the one formula of the course, comparable across tokenizers."""
+    return nats / max(1, chars) / math.log(2)
+
+
 def perplexity(model, tokenizer: Tokenizer, text: str | Path | list[str]) -> float:
     """exp(mean nll per token) of a sentence, a list of lines, or a text file (one per line)."""
     s = score_text(model, tokenizer, _lines(text))
-    return math.exp(s["nll"] / max(1, s["tokens"]))
+    return nats_to_ppl(s["nll"], s["tokens"])
 
 
 def bits_per_char(model, tokenizer: Tokenizer, text: str | Path | list[str]) -> float:
     """Total nll in bits divided by characters: comparable across tokenizers."""
     s = score_text(model, tokenizer, _lines(text))
-    return s["nll"] / max(1, s["chars"]) / math.log(2)
+    return nats_to_bpc(s["nll"], s["chars"])
 
 
 # ---------------------------------------------------------------------------

@@ -22,32 +22,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # utils.py and model.py live in the repository root
 
-PROMPTS = ["Казан шәһәре", "Татарстан", "Габдулла Тукай", "Бүген һава", "Мин мәктәптә"]
+import config  # noqa: E402  (after the path set-up above)
+import utils  # noqa: E402
+
+S = config.SAMPLING
 # (label, keyword arguments of utils.generate_text)
 SETTINGS = [
     ("greedy (temperature 0)", {"temperature": 0.0}),
-    ("temperature 0.8, top-k 50, repetition penalty 1.1 (as quick_test.py and app.py)",
-     {"temperature": 0.8, "top_k": 50, "repetition_penalty": 1.1}),
+    (f"temperature {S.temperature:g}, top-k {S.top_k}, top-p {S.top_p:g}, repetition penalty "
+     f"{S.repetition_penalty:g}: the shared defaults config.SAMPLING, as in app.py",
+     {"temperature": S.temperature, "top_k": S.top_k, "top_p": S.top_p,
+      "repetition_penalty": S.repetition_penalty}),
     ("temperature 1.0, top-p 0.9", {"temperature": 1.0, "top_p": 0.9}),
 ]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/EXAMPLES.md from a checkpoint.")
-    parser.add_argument("--checkpoint", default="models/best_model.pt",
-                        help="checkpoint to describe (default: %(default)s)")
-    parser.add_argument("--tokenizer", default="tokenizer",
-                        help="tokenizer folder it was trained with (default: %(default)s)")
+    utils.add_model_args(parser, "the model to describe",
+                         seed=config.SAMPLING.seed,
+                         seed_help="sampling seed, and the seed of the word shuffles")
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/val.txt (default: %(default)s)")
     parser.add_argument("--out", default="docs/EXAMPLES.md",
                         help="the Markdown file to write (default: %(default)s)")
-    parser.add_argument("--device", default="cpu",
-                        help="auto | cpu | cuda | mps (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=1234,
-                        help="sampling seed, and the seed of the word shuffles "
-                             "(default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=40,
+    parser.add_argument("--max-new-tokens", type=int, default=config.SAMPLING.max_new_tokens,
                         help="tokens generated per prompt (default: %(default)s)")
     parser.add_argument("--val-sentences", type=int, default=8,
                         help="held-out sentences in the perplexity table (default: %(default)s)")
@@ -148,7 +147,7 @@ def generation_section(model, tok, args: argparse.Namespace, utils) -> list[str]
     ]
     lines += [f"- {label}: `{', '.join(f'{k}={v}' for k, v in kwargs.items())}`"
               for label, kwargs in SETTINGS]
-    for prompt in PROMPTS:
+    for prompt in config.PROMPTS:
         lines += ["", f"### «{prompt}»"]
         for label, kwargs in SETTINGS:
             text = utils.generate_text(model, tok, prompt, max_new_tokens=args.max_new_tokens,
@@ -205,8 +204,8 @@ def perplexity_section(model, tok, args: argparse.Namespace, utils) -> list[str]
     for s in table:
         nat = utils.score_text(model, tok, s)
         shuf = utils.score_text(model, tok, shuffled(s, rng))
-        ppl = [math.exp(x["nll"] / x["tokens"]) for x in (nat, shuf)]
-        bpc = [x["nll"] / x["chars"] / math.log(2) for x in (nat, shuf)]
+        ppl = [utils.nats_to_ppl(x["nll"], x["tokens"]) for x in (nat, shuf)]
+        bpc = [utils.nats_to_bpc(x["nll"], x["chars"]) for x in (nat, shuf)]
         wins += bpc[0] < bpc[1]
         lines.append(f"| {ppl[0]:.1f} | {bpc[0]:.3f} | {ppl[1]:.1f} | {bpc[1]:.3f} "
                      f"| {cell(s)} |")
@@ -218,8 +217,8 @@ def perplexity_section(model, tok, args: argparse.Namespace, utils) -> list[str]
         "",
         f"All {len(scored):,} scored lines of val.txt together (the first {args.val_lines:,} at "
         f"most), sentence by sentence: perplexity "
-        f"{math.exp(total['nll'] / total['tokens']):.2f}, bits per character "
-        f"{total['nll'] / total['chars'] / math.log(2):.3f} ({total['tokens']:,} tokens). "
+        f"{utils.nats_to_ppl(total['nll'], total['tokens']):.2f}, bits per character "
+        f"{utils.nats_to_bpc(total['nll'], total['chars']):.3f} ({total['tokens']:,} tokens). "
         "The checkpoint's val loss above is measured differently: on windows of "
         f"{model.config.block_size} tokens that run across sentence boundaries.",
     ]
@@ -229,7 +228,6 @@ def perplexity_section(model, tok, args: argparse.Namespace, utils) -> list[str]
 def render(args: argparse.Namespace) -> str:
     import torch
 
-    import utils
 
     torch.manual_seed(args.seed)
     device = utils.get_device(args.device)
@@ -263,7 +261,6 @@ def render(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import utils
 
     def work() -> int:
         utils.atomic_write_text(args.out, render(args))

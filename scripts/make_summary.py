@@ -22,6 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import utils  # noqa: E402  (after the path set-up above)
+
 # Where each checklist item lives (the checklist's item names, as quick_test.py prints them).
 WHERE = {
     "Trained from scratch": "`model.py` `GPT._init_weights`; `03_train.py` evaluates at "
@@ -45,12 +47,9 @@ WHERE = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/PROJECT_SUMMARY.md.")
-    parser.add_argument("--checkpoint", default="models/best_model.pt",
-                        help="the checkpoint the summary is about (default: %(default)s)")
-    parser.add_argument("--tokenizer", default="tokenizer", help="(default: %(default)s)")
+    utils.add_model_args(parser, "the model the summary is about")
     parser.add_argument("--data-dir", default="data", help="(default: %(default)s)")
     parser.add_argument("--out", default="docs/PROJECT_SUMMARY.md", help="(default: %(default)s)")
-    parser.add_argument("--device", default="cpu", help="where the checks run (default: cpu)")
     return parser.parse_args(argv)
 
 
@@ -182,7 +181,6 @@ def assessment(ckpt: dict, evaluation: dict | None, log: list[dict],
 
 
 def render(args: argparse.Namespace) -> str:
-    import utils
 
     model, ckpt, tokenizer = utils.load_model_and_tokenizer(
         args.checkpoint, args.tokenizer, utils.get_device(args.device))
@@ -244,7 +242,6 @@ def render(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    import utils
 
     def work() -> int:
         text = render(args)

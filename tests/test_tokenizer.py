@@ -298,7 +298,7 @@ def test_defaults_come_from_config():
     defaults = config.TokenizerConfig()
     assert args.vocab_size == defaults.vocab_size == 8192
     assert args.min_frequency == defaults.min_frequency
-    assert args.batch_lines == defaults.encode_batch_lines
+    assert args.batch_lines == defaults.batch_lines
     assert (args.data_dir, args.tokenizer_dir) == (Path("data"), Path("tokenizer"))
 
 

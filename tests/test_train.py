@@ -726,3 +726,43 @@ def test_an_out_dir_that_is_a_file_or_full_disk_is_one_message(tiny_data, tmp_pa
     err = capsys.readouterr().err
     assert "No space left on device" in err and "free some space" in err
     assert not (out / "last.pt.tmp").exists() and not (out / "last.pt").exists()
+
+
+def status(capsys, out_dir: Path, tokenizer_dir: Path, *extra: str) -> list[str]:
+    assert train_mod.main(["--status", "--out-dir", str(out_dir), "--tokenizer-dir",
+                           str(tokenizer_dir), *extra]) == 0
+    return capsys.readouterr().out.rstrip("\n").split("\t")
+
+
+def test_status_says_what_a_rerun_would_find(tiny_data, trained_out, tmp_path, capsys):
+    """run_pipeline.sh decides resume / skip / refuse from this line; nothing is written."""
+    tok = tiny_data.tokenizer_dir
+    before = snapshot(trained_out)
+    assert status(capsys, tmp_path / "empty", tok) == ["fresh", ""]
+    assert status(capsys, trained_out, tok, "--preset", "tiny") == ["done",
+                                                                    "preset tiny, 4 iterations"]
+    assert status(capsys, trained_out, tok, "--preset", "tiny", "--max-iters", "10")[0] == \
+        "resume"
+    assert status(capsys, trained_out, tok, "--preset", "small") == ["other",
+                                                                     "preset tiny, 4 iterations"]
+    other_tok = tmp_path / "other_tokenizer"
+    other_tok.mkdir()
+    (other_tok / "tokenizer.json").write_bytes((tok / "tokenizer.json").read_bytes() + b" ")
+    assert status(capsys, trained_out, other_tok) == ["stale", ""]
+    assert snapshot(trained_out) == before
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_out, broken)
+    (broken / "last.pt").write_bytes(b"not a checkpoint")
+    assert status(capsys, broken, tok, "--preset", "tiny") == ["stale",
+                                                               "preset tiny, 4 iterations"]
+
+
+def test_summary_prints_the_best_checkpoints_figures(tiny_data, trained_out, tmp_path, capsys):
+    assert train_mod.main(["--summary", "--out-dir", str(trained_out)]) == 0
+    out = capsys.readouterr().out
+    ckpt = torch.load(trained_out / "best_model.pt", weights_only=True)
+    assert f"best_model.pt (preset tiny, iteration {ckpt['iter']})" in out
+    assert f"val loss {ckpt['metrics']['val_loss']:.4f}" in out
+    assert "eval.json is damaged" in out  # the fixture's eval.json is "{}"
+    assert train_mod.main(["--summary", "--out-dir", str(tmp_path / "none")]) == 2
+    assert "no readable checkpoint" in capsys.readouterr().err
