@@ -386,14 +386,11 @@ def append_log(path: Path, row: dict) -> None:
 
 
 def _peek(path: Path) -> dict | None:
-    """A checkpoint's contents, or None when it is missing or cannot be read."""
-    if not path.is_file():
-        return None
+    """A checkpoint's contents, or None when it is missing, damaged or not ours."""
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:  # damaged or foreign: for a status, simply not usable
+        return utils.load_checkpoint(path)
+    except (utils.UserError, OSError):  # for a status, simply not usable
         return None
-    return ckpt if isinstance(ckpt, dict) else None
 
 
 def model_status(out_dir: Path, tokenizer_dir: Path, preset: str | None,
