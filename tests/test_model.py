@@ -527,7 +527,7 @@ def test_bench_quick_run_writes_its_figures(tmp_path, capsys):
     for name in ("fp32", "bf16", "fp32, learned positions", f"{auto}, every dropout 0",
                  f"{auto}, attention dropout 0.1"):
         assert results["train"][name]["tokens_per_s"] > 0
-        assert 0 < results["train"][name]["mfu"] < 1.5
+        assert 0 < results["train"][name]["mfu"] <= 1, (name, results["train"][name])
     assert results["auto_precision"]["vs_fp32"] == pytest.approx(
         results["train"][auto]["tokens_per_s"] / results["train"]["fp32"]["tokens_per_s"])
     assert results["loop"]["tokens_per_s"] > 0 and results["loop"]["precision"] in (
