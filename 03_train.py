@@ -247,12 +247,16 @@ class Batches:
             starts = np.flatnonzero(self.data[: len(self.data) - block_size - 1] == bos_id)
             self.starts = starts if len(starts) else None
 
-    def next(self, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = rng or self.rng
+    def random_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.starts is not None:
-            starts = self.starts[rng.integers(0, len(self.starts), size=self.batch_size)]
-        else:
-            starts = rng.integers(0, len(self.data) - self.block_size - 1, size=self.batch_size)
+            return self.starts[rng.integers(0, len(self.starts), size=n)]
+        return rng.integers(0, len(self.data) - self.block_size - 1, size=n)
+
+    def next(self, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.windows(self.random_starts(rng or self.rng, self.batch_size))
+
+    def windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of the windows of block_size + 1 tokens that begin at `starts`."""
         windows = np.stack([self.data[s : s + self.block_size + 1] for s in starts])
         windows = torch.from_numpy(windows.astype(np.int64))  # (B, T+1)
         x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
@@ -273,25 +277,58 @@ def lr_at(it: int, cfg: config.TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+def eval_windows(splits: dict[str, Batches], cfg: config.TrainConfig) -> dict[str, np.ndarray]:
+    """The start of every window an evaluation reads, per split: the same ones every time.
+
+    val: one pass over val.bin in consecutive windows (each token is predicted once), at
+    most eval_iters batches of them; a small val split is read once, not many times over.
+    train: as many windows, drawn at random positions (train.bin is the larger file).
+    """
+    val = splits["val"]
+    n_val = (len(val.data) - 1) // val.block_size
+    n = max(1, min(n_val, cfg.eval_iters * cfg.batch_size))
+    rng = np.random.default_rng(cfg.seed + 1_000_003)
+    starts = {}
+    for name, batches in splits.items():
+        if name == "val":
+            starts[name] = np.arange(n) * val.block_size
+        else:
+            starts[name] = batches.random_starts(rng, n)
+    return starts
+
+
 @torch.no_grad()
 def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, autocast,
-             meta: dict) -> dict:
-    """Mean loss over eval_iters batches of each split; the same batches every time."""
+             meta: dict, stop: GracefulStop | None = None) -> dict:
+    """Mean loss per token over the windows of eval_windows, for each split.
+
+    Ctrl-C stops it at the next batch: an evaluation cut short is thrown away anyway.
+    """
     model.eval()
     out = {}
+    windows = eval_windows(splits, cfg)
+    n_batches = sum(math.ceil(len(w) / cfg.batch_size) for w in windows.values())
+    bar = tqdm(total=n_batches, desc="evaluating", unit="batch", leave=False, delay=3,
+               dynamic_ncols=True, disable=None)
     for name, batches in splits.items():
-        rng = np.random.default_rng(cfg.seed + 1_000_003)  # fixed windows: comparable evals
         total = torch.zeros((), device=batches.device)  # summed on the device: one read
-        for _ in range(cfg.eval_iters):
-            x, y = batches.next(rng)
+        for i in range(0, len(windows[name]), cfg.batch_size):
+            if stop is not None and stop.requested:
+                bar.close()
+                raise KeyboardInterrupt
+            starts = windows[name][i : i + cfg.batch_size]
+            x, y = batches.windows(starts)
             with autocast:
                 _, loss = model(x, y)
-            total += loss.float()
-        out[f"{name}_loss"] = total.item() / cfg.eval_iters
+            total += loss.float() * len(starts)
+            bar.update(1)
+        out[f"{name}_loss"] = total.item() / len(windows[name])
+    bar.close()
     model.train()
     out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
     # Bits per character: total nats of the val tokens spread over the val characters.
     out["val_bpc"] = utils.nats_to_bpc(out["val_loss"] * meta["val_tokens"], meta["val_chars"])
+    out["eval_tokens"] = len(windows["val"]) * splits["val"].block_size
     return out
 
 
@@ -424,7 +461,9 @@ def model_status(out_dir: Path, tokenizer_dir: Path, preset: str | None,
         return "other", held
     target = max_iters or tc.get("max_iters", 0)
     finished = ckpt.get("finished") and not max_iters
-    if (finished or ckpt.get("iter", 0) >= target) and best.is_file():
+    # An evaluation cut short by Ctrl-C runs again on --resume: not done until it has.
+    evaluated = ckpt.get("evaluated_iter", ckpt.get("iter")) == ckpt.get("iter")
+    if (finished or ckpt.get("iter", 0) >= target) and evaluated and best.is_file():
         return "done", held
     return "resume", held
 
@@ -639,6 +678,7 @@ class Progress:
     """What changes as training goes on; saved in every checkpoint."""
 
     it: int = 0
+    evaluated: int = -1  # the iteration last evaluated and saved (-1: none yet)
     best_val: float = float("inf")
     bad_evals: int = 0
     tokens_seen: int = 0
@@ -754,9 +794,13 @@ def estimate_duration(run: Run) -> None:
     utils.sync(device)
     step = time.perf_counter() - t0
     per_iter = micro * cfg.grad_accum + step
-    # Each evaluation runs 2 × eval_iters forward passes, about a third of a training micro-step.
+    # Each evaluation runs a forward pass per batch of each split, about a third of a
+    # training micro-step.
+    splits = {"train": run.train_batches, "val": run.val_batches}
+    eval_batches = sum(math.ceil(len(w) / cfg.batch_size)
+                       for w in eval_windows(splits, cfg).values())
     evals = cfg.max_iters // cfg.eval_interval + 1
-    total = per_iter * cfg.max_iters + evals * 2 * cfg.eval_iters * micro / 3
+    total = per_iter * cfg.max_iters + evals * eval_batches * micro / 3
     hours, rest = divmod(int(total), 3600)
     run.log(f"expected training time on {device}: about {hours} h {rest // 60} min for "
             f"{cfg.max_iters:,} iterations (measured {micro:.2f} s per micro-batch of "
@@ -786,6 +830,7 @@ def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
         "tokenizer_hash": run.tokenizer_hash,
         "vocab_size": run.model_cfg.vocab_size,
         "iter": p.it,
+        "evaluated_iter": p.evaluated,
         "best_val_loss": p.best_val,
         "bad_evals": p.bad_evals,
         "finished": p.finished,
@@ -822,6 +867,7 @@ def restore(run: Run, state: dict) -> None:
         run.scaler.load_state_dict(state["scaler"])
     p, rank = run.progress, run.dist.rank
     p.it, p.best_val = state["iter"], state["best_val_loss"]
+    p.evaluated = state.get("evaluated_iter", p.it)  # older checkpoints: saved by evaluations
     p.bad_evals = state.get("bad_evals", 0)
     p.tokens_seen = state.get("tokens_seen", 0)
     p.train_time = state.get("train_time_s", 0.0)
@@ -848,7 +894,7 @@ def evaluate_and_save(run: Run) -> bool:
     metrics, improved, stop = {}, False, False
     if run.dist.master:
         metrics = evaluate(run.model, {"train": run.train_batches, "val": run.val_batches},
-                           cfg, run.autocast, run.meta)
+                           cfg, run.autocast, run.meta, run.stop)
         improved = metrics["val_loss"] < p.best_val
         if improved:
             p.best_val, p.bad_evals = metrics["val_loss"], 0
@@ -862,6 +908,7 @@ def evaluate_and_save(run: Run) -> bool:
         stop = cfg.patience > 0 and p.bad_evals >= cfg.patience
     stop = run.dist.any(stop)
     p.finished = stop or p.it >= cfg.max_iters
+    p.evaluated = p.it
     state = checkpoint_state(run, metrics)  # every rank takes part in the gathering
     if run.dist.master:
         utils.atomic_save(state, run.files.last)
@@ -937,9 +984,11 @@ def train_step(run: Run) -> torch.Tensor:
 
 
 def train_loop(run: Run) -> int:
-    """Step, log, evaluate until max_iters (or early stopping); the exit status.
+    """Evaluate and save, step, log until max_iters (or early stopping); the exit status.
 
-    The device is read once per logged step, not once per step: the loss and a flag that
+    The evaluation runs inside the loop, at iteration 0, every eval_interval steps and at the
+    last step; one that was cut short by Ctrl-C runs again when the run is resumed. The
+    device is read once per logged step, not once per step: the loss and a flag that
     remembers any non-finite loss stay on it in between.
     """
     cfg, p, master = run.cfg, run.progress, run.dist.master
@@ -947,7 +996,15 @@ def train_loop(run: Run) -> int:
                dynamic_ncols=True, disable=None if master else True)
     nonfinite = torch.zeros((), dtype=torch.bool, device=run.device)
     clock, steps = time.perf_counter(), 0
-    while p.it < cfg.max_iters:
+    while True:
+        last_step = p.it >= cfg.max_iters
+        if (p.it % cfg.eval_interval == 0 or last_step) and p.evaluated < p.it:
+            if evaluate_and_save(run):
+                run.log(f"early stopping: no val improvement in {cfg.patience} evaluations")
+                break
+            clock = time.perf_counter()  # evaluation time is not training time
+        if last_step:
+            break
         if run.stop is not None and run.stop.requested:
             raise KeyboardInterrupt
         lr = lr_at(p.it, cfg)
@@ -975,11 +1032,6 @@ def train_loop(run: Run) -> int:
                 append_log(run.files.log, {
                     "type": "train", "iter": p.it, "loss": value, "lr": lr,
                     "tokens_per_s": round(tok_s, 1), "time_s": round(p.train_time, 2)})
-        if evaluating:
-            if evaluate_and_save(run):
-                run.log(f"early stopping: no val improvement in {cfg.patience} evaluations")
-                break
-            clock = time.perf_counter()  # evaluation time is not training time
     bar.close()
     return 0
 
@@ -1083,8 +1135,6 @@ def train(cfg: config.TrainConfig, shape: dict, explicit: set[str], dist: Dist,
     try:
         with GracefulStop(enabled=not dist.enabled) as run.stop:
             try:
-                if state is None:
-                    evaluate_and_save(run)  # iteration 0: the loss of the untrained model
                 status = train_loop(run)
             except KeyboardInterrupt:
                 return interrupted(run)

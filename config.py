@@ -352,7 +352,8 @@ TRAIN_HELP = {
     "out_dir": "where checkpoints, the log and the loss curve go",
     "max_iters": "optimizer steps to train for",
     "eval_interval": "evaluate on train and val every N steps",
-    "eval_iters": "batches per evaluation",
+    "eval_iters": "at most N batches of each split per evaluation (the val split is read "
+                  "once at most: a small one takes fewer)",
     "log_interval": "update the progress bar every N steps",
     "batch_size": "sequences per micro-batch",
     "grad_accum": "micro-batches per optimizer step",

@@ -124,8 +124,10 @@ def checkpoint_table(ckpt: dict, model, args: argparse.Namespace) -> list[str]:
                        f"{fmt(ckpt.get('train_time_s'), '.0f')} s of training steps"),
         ("val loss", f"{fmt(val_loss, '.4f')} nats/token "
                      f"(train {fmt(metrics.get('train_loss'), '.4f')}), mean over "
-                     f"{cfg.get('eval_iters', '?')} batches of {mc.block_size}-token windows "
-                     f"of val.bin"),
+                     + (f"{metrics['eval_tokens']:,} tokens of val.bin in "
+                        f"{mc.block_size}-token windows" if "eval_tokens" in metrics else
+                        f"{cfg.get('eval_iters', '?')} batches of {mc.block_size}-token "
+                        f"windows of val.bin")),
         ("val perplexity", fmt(math.exp(min(val_loss, 50.0)) if val_loss is not None else None,
                                ".2f")),
         ("val bits per character", fmt(metrics.get("val_bpc"), ".3f")),
