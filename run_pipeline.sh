@@ -255,14 +255,14 @@ if run_stage 3; then
     if [ "$state" = "other" ]; then
         die "models/ holds a trained model of another preset. To keep it, move it away first (mv models models_old), or add --force to replace it with a new $preset model."
     fi
-    dev_type=$("$PY" -c "import utils; print(utils.get_device('$device').type)" 2>/dev/null || echo "?")
     if [ "$state" = "done" ]; then
         echo "up to date: models/best_model.pt has finished training (use --force to retrain)"
     elif [ "$state" = "resume" ]; then
         echo "resuming from models/last.pt"
         "$PY" 03_train.py "${train_args[@]}" --resume
     else
-        if [ "$dev_type" = "cpu" ] && [ -z "$time_budget" ] && [ "$preset" != "$quick_preset" ]; then
+        if [ -z "$time_budget" ] && [ "$preset" != "$quick_preset" ] \
+            && [ "$("$PY" -c "import utils; print(utils.get_device('$device').type)" 2>/dev/null)" = "cpu" ]; then
             "$PY" 03_train.py "${train_args[@]}" --estimate | grep "expected training time" || true
             echo "Training the $preset preset on a CPU is slow; for a first run try: bash run_pipeline.sh --quick"
             echo "(or give it the time you have: --time-budget MINUTES)"

@@ -36,7 +36,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 
 # torch first: the pinned version we test with (a plain `torch` may pull a multi-GB build).
-if ! .venv/bin/python -c 'import torch' >/dev/null 2>&1; then
+# (find_spec looks for it without importing it: an import of torch takes seconds.)
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("torch") is None)' >/dev/null 2>&1; then
     echo "==> installing ${TORCH_SPEC:-torch==2.13.0}"
     .venv/bin/python -m pip install --quiet "${TORCH_SPEC:-torch==2.13.0}"
 fi

@@ -86,6 +86,10 @@ git ls-files -co --exclude-standard | while read -r f; do
     [ -f "$f" ] && mkdir -p "$repo/$(dirname "$f")" && cp "$f" "$repo/$f"
 done
 data="$repo/data" tok="$repo/tokenizer"
+# Checks 3 and 4 test Ctrl-C/--resume and DDP, not learning: on a CPU they train on small
+# batches with short evaluations (a GPU takes the preset's sizes in seconds).
+small=()
+[ "$device" = cpu ] && small=(--batch-size 4 --eval-iters 2)
 
 pipeline() {
     cd "$repo" || return 1
@@ -132,7 +136,8 @@ check "2 fp16 autocast with GradScaler" fp16 fp16
 resume() {
     local dir="$work/resume"
     "$PY" 03_train.py --data-dir "$data" --tokenizer-dir "$tok" --out-dir "$dir" --preset tiny \
-        --device "$device" --max-iters 100000 --eval-interval 25 --log-interval 5 &
+        --device "$device" --max-iters 100000 --eval-interval 25 --log-interval 5 \
+        ${small[@]+"${small[@]}"} &
     local pid=$! waited=0
     until [ -f "$dir/train_log.jsonl" ] && [ "$(grep -c '"train"' "$dir/train_log.jsonl")" -ge 12 ]; do
         kill -0 "$pid" 2>/dev/null || { echo "training ended before it was interrupted"; return 1; }
@@ -158,14 +163,15 @@ ddp() {
     [ "$device" = cuda ] && n=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
     "$PY" -m torch.distributed.run --standalone --nproc_per_node="$n" 03_train.py \
         --data-dir "$data" --tokenizer-dir "$tok" --out-dir "$work/ddp" --preset tiny \
-        --device "$device" --max-iters 20 --eval-interval 10 --batch-size 8 || return 1
+        --device "$device" --max-iters 20 --eval-interval 10 --batch-size 8 \
+        ${small[@]+"${small[@]}"} || return 1
     "$PY" -c "import torch; c = torch.load('$work/ddp/last.pt', map_location='cpu', weights_only=True); print('world size', c['world_size'], 'ranks saved', len(c['rng_ranks'])); assert c['world_size'] == $n and c['iter'] == 20 and len(c['rng_ranks']) == $n"
 }
 check "4 torchrun DDP ($([ "$device" = cuda ] && echo NCCL || echo gloo))" ddp ddp
 
 bench() {
     local extra=()
-    [ "$device" = cpu ] && extra=(--quick)
+    [ "$device" = cpu ] && extra=(--quick --repeats 1)
     "$PY" bench.py --device "$device" --out "$out/bench.json" ${extra[@]+"${extra[@]}"}
 }
 check "5 bench.py --device $device" bench bench

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"  # screenshots and the like, git-ignored
 
 # Settings of the checkpoint shared by the demo tests (quick_test, app, notebook).
-TINY_TRAIN_ARGS = ["--preset", "tiny", "--max-iters", "150", "--eval-interval", "50",
+TINY_TRAIN_ARGS = ["--preset", "tiny", "--max-iters", "100", "--eval-interval", "50",
                    "--eval-iters", "4", "--batch-size", "8", "--device", "cpu"]
 
 

@@ -94,7 +94,7 @@ def test_bad_flags_are_refused_before_any_stage(tmp_path, args, message):
     assert "stage 1" not in run.stdout and not (repo / "data" / "processed").exists()
 
 
-QUICK_TEST_ITERS = "400"  # the suite's shortened quick run; the full one is in the notes
+QUICK_TEST_ITERS = "150"  # the suite's shortened quick run; the full one is in the notes
 
 
 def quick_model_ok(out: str) -> None:
@@ -150,33 +150,40 @@ def test_offline_default_run_then_skip_then_guard(repo):
     assert {p: p.read_bytes() for p in (repo / "models").iterdir() if p.is_file()} == before
 
 
-@pytest.mark.slow
-def test_own_text_file_through_every_stage_with_force(repo, tmp_path):
-    text = tmp_path / "mine.txt"
+@pytest.fixture(scope="module")
+def text_file_run(repo, tmp_path_factory) -> dict:
+    """The quick settings on a text file of one's own, through every stage, replacing the
+    model already in models/ (--force); what the run wrote, read right after it."""
+    text = tmp_path_factory.mktemp("text") / "mine.txt"
     lines = (repo / "data/sample/stories_village.txt").read_text(encoding="utf-8").splitlines()
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = pipeline(repo, "--quick", "--text-file", str(text), "--force", "--max-iters", "100")
+    return {"text": text, "lines": lines, "run": run,
+            "stats": json.loads((repo / "data/processed/stats.json").read_text(encoding="utf-8")),
+            "last": torch.load(repo / "models/last.pt", weights_only=True)}
+
+
+@pytest.mark.slow
+def test_own_text_file_through_every_stage_with_force(text_file_run):
+    run, stats, ckpt = text_file_run["run"], text_file_run["stats"], text_file_run["last"]
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    stats = json.loads((repo / "data/processed/stats.json").read_text(encoding="utf-8"))
     assert [s["kind"] for s in stats["sources"]] == ["text-file"]
-    assert stats["input_lines"] == len(lines)
-    ckpt = torch.load(repo / "models/last.pt", weights_only=True)
+    assert stats["input_lines"] == len(text_file_run["lines"])
     assert ckpt["iter"] == 100 and ckpt["data_stats"]["sources"][0]["name"] == "mine.txt"
     assert "models/ holds an earlier model" in run.stdout  # --force: replaced, once trained
 
 
 @pytest.mark.slow
-def test_unfinished_training_resumes_on_rerun(repo):
-    """Training that stopped before max-iters continues from models/last.pt on the next run."""
-    for stage in ("1", "2"):
-        assert pipeline(repo, "--quick", "--force", "--only-stage", stage).returncode == 0
-    assert pipeline(repo, "--quick", "--force", "--max-iters", "20",
-                    "--only-stage", "3").returncode == 0
-    rerun = pipeline(repo, "--quick", "--max-iters", "40", "--only-stage", "3")
+def test_unfinished_training_resumes_on_rerun(repo, text_file_run):
+    """Training that stopped before max-iters continues from models/last.pt on the next run:
+    the text-file run above trained 100 iterations; asked for 110, the rerun goes on."""
+    assert text_file_run["run"].returncode == 0
+    rerun = pipeline(repo, "--quick", "--text-file", str(text_file_run["text"]), "--max-iters",
+                     "110", "--only-stage", "3")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming from models/last.pt" in rerun.stdout
     ckpt = torch.load(repo / "models/last.pt", weights_only=True)
-    assert ckpt["iter"] == 40
+    assert ckpt["iter"] == 110
     rows = [json.loads(line) for line in (repo / "models/train_log.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in rows if r["type"] == "eval"][0] == 0  # one log, continued
 

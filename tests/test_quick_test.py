@@ -44,7 +44,7 @@ def test_checklist_passes_and_prints_every_row(checklist_run, tiny_checkpoint):
     for row in ROWS:
         line = next((ln for ln in table.splitlines() if row in ln), None)
         assert line is not None, f"row {row!r} missing"
-        # This checkpoint trained 150 steps: whether it beats the n-gram is eval.json's to say.
+        # This checkpoint trained 100 steps: whether it beats the n-gram is eval.json's to say.
         expected = ev["beats_ngram_bpc"] if row == "beats the n-gram baseline" else True
         assert line.startswith("| ✅" if expected else "| ❌"), line
     assert "required: 5/5 passed" in out

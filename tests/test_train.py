@@ -12,9 +12,11 @@ import struct
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,7 +50,7 @@ def evals(out_dir: Path) -> list[dict]:
 def test_loss_falls_clearly(tiny_data, tmp_path):
     out = tmp_path / "models"
     assert run_train(tiny_data, out, "--max-iters", "50", "--eval-interval", "25",
-                     "--batch-size", "8") == 0
+                     "--batch-size", "8", "--block-size", "64") == 0
     rows = evals(out)
     assert [r["iter"] for r in rows] == [0, 25, 50]
     vocab = utils.load_tokenizer(tiny_data.tokenizer_dir).vocab_size
@@ -65,7 +67,7 @@ def test_loss_falls_clearly(tiny_data, tmp_path):
 
 def test_same_seed_same_losses_and_resume_is_exact(tiny_data, tmp_path):
     straight, straight2, halves = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    common = ["--eval-interval", "5", "--lr-decay-iters", "12"]
+    common = ["--eval-interval", "5", "--lr-decay-iters", "12", "--block-size", "64"]
     assert run_train(tiny_data, straight, "--max-iters", "12", *common) == 0
     assert run_train(tiny_data, straight2, "--max-iters", "12", *common) == 0
     assert run_train(tiny_data, halves, "--max-iters", "6", *common) == 0
@@ -144,9 +146,10 @@ def test_bad_flags_get_clear_errors(tiny_data, tmp_path, capsys):
 
 def test_bf16_autocast_and_gradient_checkpointing_train(tiny_data, tmp_path):
     out = tmp_path / "models"
+    # Short windows: on a CPU that only emulates bf16 every bf16 token costs ~10 fp32 ones.
     assert run_train(tiny_data, out, "--max-iters", "20", "--eval-interval", "20",
                      "--dtype", "bfloat16", "--gradient-checkpointing",
-                     "--batch-size", "8") == 0
+                     "--batch-size", "8", "--block-size", "64") == 0
     rows = evals(out)
     assert rows[-1]["val_loss"] < rows[0]["val_loss"] - 0.5
     ckpt = torch.load(out / "last.pt", weights_only=True)
@@ -397,7 +400,7 @@ def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatc
         monkeypatch.setattr(torch.Tensor, name, spy)
     out = tmp_path / "models"
     assert run_train(tiny_data, out, "--max-iters", "40", "--grad-accum", "2",
-                     "--log-interval", "10", "--eval-interval", "20") == 0
+                     "--log-interval", "10", "--eval-interval", "20", "--block-size", "32") == 0
     # 4 logged steps × (the non-finite flag + the loss) + 3 evaluations × 2 splits.
     assert len(reads) == 4 * 2 + 3 * 2, reads
 
@@ -470,17 +473,17 @@ def test_bad_shape_flags_get_one_clear_message(tiny_data, tmp_path, capsys):
 
 def test_time_budget_plans_the_iterations(tiny_data, tmp_path, capsys):
     out = tmp_path / "models"
-    assert run_train(tiny_data, out, "--time-budget", "0.25", "--max-iters", "100000",
-                     "--eval-interval", "25") == 0
+    assert run_train(tiny_data, out, "--time-budget", "0.1", "--max-iters", "100000",
+                     "--eval-interval", "25", "--block-size", "32") == 0
     printed = capsys.readouterr().out
-    plan = re.search(r"time budget 0.25 min: ([\d.]+) s per iteration and ([\d.]+) s per "
+    plan = re.search(r"time budget 0.1 min: ([\d.]+) s per iteration and ([\d.]+) s per "
                      r"evaluation measured; training for ([\d,]+) iterations", printed)
     assert plan, printed
     planned = int(plan[3].replace(",", ""))
     per_iter, per_eval = float(plan[1]), float(plan[2])
     # What was planned fills the budget with steps and evaluations, and no more.
     assert 6 <= planned < 100000
-    assert planned * per_iter + (planned / 25) * per_eval <= 15 * 1.5
+    assert planned * per_iter + (planned / 25) * per_eval <= 6 * 1.5
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert ckpt["iter"] == planned and ckpt["finished"]
     assert ckpt["train_config"]["max_iters"] == planned  # the cosine ended there too
@@ -582,6 +585,73 @@ def test_ctrl_c_during_the_first_evaluation_is_no_traceback(tiny_data, tmp_path,
     err = capsys.readouterr().err
     assert "interrupted at iteration 0; saved" in err and "Traceback" not in err
     assert torch.load(out / "last.pt", weights_only=True)["iter"] == 0
+
+
+def test_ctrl_c_during_an_evaluation_stops_at_the_next_batch(tiny_data, tmp_path, monkeypatch,
+                                                          capsys):
+    """An interrupted evaluation is thrown away, so Ctrl-C does not wait for the rest of it;
+    the resumed run evaluates that iteration again before its next step."""
+    out = tmp_path / "models"
+    real_evaluate, real_forward = train_mod.evaluate, GPT.forward
+    seen = {"evaluating": False, "batches": 0}
+
+    def evaluate(*a, **k):
+        seen["evaluating"] = True
+        try:
+            return real_evaluate(*a, **k)
+        finally:
+            seen["evaluating"] = False
+
+    def forward(self, *a, **k):
+        if seen["evaluating"]:
+            seen["batches"] += 1
+            if seen["batches"] == 1:
+                os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during the first batch
+        return real_forward(self, *a, **k)
+
+    monkeypatch.setattr(train_mod, "evaluate", evaluate)
+    monkeypatch.setattr(GPT, "forward", forward)
+    assert run_train(tiny_data, out, "--max-iters", "4", "--eval-iters", "50") == 130
+    err = capsys.readouterr().err
+    assert seen["batches"] == 1, seen  # of 2 × 7 batches: it stopped after the one in flight
+    assert "interrupted at iteration 0; saved" in err and "Traceback" not in err
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["iter"] == 0 and saved["evaluated_iter"] == -1
+    assert not evals(out)  # nothing of the cut evaluation was logged
+    monkeypatch.setattr(GPT, "forward", real_forward)
+    assert run_train(tiny_data, out, "--max-iters", "4", "--eval-iters", "50", "--resume") == 0
+    assert [r["iter"] for r in evals(out)] == [0, 4]  # iteration 0 evaluated on resuming
+
+
+def test_an_evaluation_reads_each_val_token_at_most_once(tiny_data):
+    """A small val split is read in one pass of consecutive windows, not eval_iters × batch
+    random windows that read it many times over; train gets as many windows."""
+    processed, cpu = Path(tiny_data.data_dir) / "processed", torch.device("cpu")
+    T = 256
+    splits = {name: train_mod.Batches(processed / f"{name}.bin", T, 8, cpu, seed=0,
+                                      bos_id=config.BOS_ID) for name in ("train", "val")}
+    n_val = len(splits["val"].data)
+    cfg = config.get_train_config("tiny", batch_size=8, eval_iters=10_000)
+    windows = train_mod.eval_windows(splits, cfg)
+    targets = np.concatenate([np.arange(s + 1, s + T + 1) for s in windows["val"]])
+    assert len(np.unique(targets)) == len(targets)  # no val token predicted twice
+    assert len(windows["val"]) == (n_val - 1) // T  # and the whole split once
+    assert targets.max() < n_val
+    assert len(windows["train"]) == len(windows["val"])
+    again = train_mod.eval_windows(splits, cfg)  # the same windows every time
+    assert all(np.array_equal(windows[name], again[name]) for name in windows)
+    capped = train_mod.eval_windows(splits, replace(cfg, eval_iters=1))
+    assert len(capped["val"]) == len(capped["train"]) == 8  # at most eval_iters batches
+    # The reported loss is the mean over exactly those windows.
+    model = GPT(config.get_preset("tiny", vocab_size=utils.load_tokenizer(
+        tiny_data.tokenizer_dir).vocab_size)).eval()
+    meta = utils.read_meta(tiny_data.data_dir)
+    got = train_mod.evaluate(model, splits, replace(cfg, eval_iters=1), nullcontext(), meta)
+    x, y = splits["val"].windows(capped["val"])
+    model.eval()  # evaluate() leaves the model in training mode
+    with torch.no_grad():
+        assert got["val_loss"] == pytest.approx(model(x, y)[1].item(), rel=1e-5)
+    assert got["eval_tokens"] == 8 * T
 
 
 def test_resume_refuses_a_contradicting_model_and_reports_other_changes(tiny_data, trained_out,
@@ -755,6 +825,13 @@ def test_status_says_what_a_rerun_would_find(tiny_data, trained_out, tmp_path, c
     (broken / "last.pt").write_bytes(b"not a checkpoint")
     assert status(capsys, broken, tok, "--preset", "tiny") == ["stale",
                                                                "preset tiny, 4 iterations"]
+    # Ctrl-C during the last evaluation: trained to the end, but that evaluation runs again.
+    cut = tmp_path / "cut"
+    shutil.copytree(trained_out, cut)
+    state = torch.load(cut / "last.pt", weights_only=True)
+    state.update(evaluated_iter=state["iter"] - 2, finished=False)
+    torch.save(state, cut / "last.pt")
+    assert status(capsys, cut, tok, "--preset", "tiny")[0] == "resume"
 
 
 def test_summary_prints_the_best_checkpoints_figures(tiny_data, trained_out, tmp_path, capsys):
