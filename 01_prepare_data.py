@@ -16,7 +16,10 @@ Outputs, under DATA_DIR (default data/):
   processed/stats.json     sources, line and character counts, every drop reason, the val rule
 
 Reading: only the NAME-sentences.txt member of a Leipzig archive (lines `id<TAB>sentence`),
-streamed straight out of the .tar.gz; nothing from the archive is written to disk.
+streamed straight out of the .tar.gz; nothing from the archive is written to disk. What a
+first reading can skip is in tatargpt/: leipzig.py (download, retries, resume, archives),
+corpus_sources.py (the sources asked for, the fallback of a failed download, reading lines),
+corpus_stats.py (the stats.json record and the summary).
 
 Cleaning, line by line in constant memory: Unicode NFC; control and format characters
 removed (whitespace ones such as tab become spaces); whitespace collapsed; lines shorter
@@ -38,53 +41,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gzip
 import hashlib
 import heapq
-import http.client
 import json
 import os
 import re
 import sys
-import tarfile
-import textwrap
 import time
 import unicodedata
-import urllib.error
-import urllib.request
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 from tqdm import tqdm
 
 import config
-import tatar_text
 import utils
 from config import DataConfig
+from tatargpt import leipzig
+from tatargpt.corpus_sources import KeptExisting, Source, gather_sources, read_lines
+from tatargpt.corpus_stats import DROP_REASONS, build_stats, print_summary
 
+UserError = utils.UserError  # a problem the user can fix: one line, exit code 2
 DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
-NEXT_COMMAND = "python 02_train_tokenizer.py"
-# Other Leipzig Tatar corpora that public references confirm (names are checked before offered).
-EXAMPLE_CORPORA = ("tat_news_2015_1M", "tat_web_2018_1M")
-DROP_REASONS = ("malformed", "too_short", "too_long", "no_letters", "not_cyrillic", "duplicate")
+PROGRESS_EVERY = 1 << 14  # lines between progress-bar updates
 # Below this share of ә ө ү җ ң һ among its Cyrillic letters a text is not Tatar: natural Tatar
 # has about 8–12 %, Russian none.
 MIN_TATAR_LETTER_SHARE = 0.02
-# The UTF-8 of ә ө ү җ ң һ and their capitals, and the lead bytes of U+0400-U+04FF (Cyrillic):
-# counted in the raw blocks, a few C-level scans per MiB.
-TATAR_LETTER_BYTES = tuple(c.encode("utf-8") for c in
-                           tatar_text.TATAR_LETTERS + tatar_text.TATAR_LETTERS.upper())
-CYRILLIC_LEAD_BYTES = tuple(bytes([b]) for b in range(0xD0, 0xD4))
-
-CHUNK_BYTES = 1 << 16  # download
-BLOCK_BYTES = 1 << 20  # reading a corpus
-PROGRESS_EVERY = 1 << 14  # lines between progress-bar updates
-GZIP_MAGIC = b"\x1f\x8b"
-USER_AGENT = "tatar-gpt/1.0 (course data preparation; python urllib)"
-
 # Control (Cc) and format (Cf) characters that are not whitespace, as of Unicode 14 (the tests
 # compare this list with unicodedata): C0/C1 controls, soft hyphen, Arabic number signs,
 # zero-width space and joiners, bidi marks, word joiner, BOM, interlinear annotations,
@@ -112,399 +94,9 @@ CYRILLIC_SAFE_BYTES = bytes(
 )
 
 
-UserError = utils.UserError  # a problem the user can fix: one line, exit code 2
-
-
-class ArchiveError(UserError):
-    """A file is not a readable Leipzig corpus archive."""
-
-
-class KeptExisting(Exception):
-    """A download failed and the corpus already prepared is kept (explained when raised)."""
-
-
-class DownloadError(Exception):
-    """An archive could not be downloaded, even after retries."""
-
-    def __init__(self, url: str, reason: str):
-        super().__init__(f"{url}: {reason}")
-        self.url = url
-        self.reason = reason
-
-
-class RetryableError(Exception):
-    """A download attempt failed in a way that another attempt may fix."""
-
-
-@dataclass
-class Source:
-    """Where lines come from; `tabbed` sources hold Leipzig `id<TAB>sentence` lines."""
-
-    kind: str  # leipzig | archive | text-file | sample
-    name: str
-    paths: list[Path]
-    url: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
-    letters: dict[str, int] = field(default_factory=lambda: {"tatar": 0, "cyrillic": 0})
-
-    @property
-    def tatar_letter_share(self) -> float:
-        return self.letters["tatar"] / self.letters["cyrillic"] if self.letters["cyrillic"] else 0.0
-
-    @property
-    def tabbed(self) -> bool:
-        return self.kind in ("leipzig", "archive")
-
-
-@dataclass
-class DownloadOptions:
-    connect_timeout: float
-    read_timeout: float
-    retries: int  # extra attempts after the first
-    backoff: float  # seconds; attempt n+1 starts n * backoff seconds after attempt n failed
-
-
 # ---------------------------------------------------------------------------
-# Download
+# Cleaning, de-duplication and the train/val split
 # ---------------------------------------------------------------------------
-
-
-class _ReadTimeout:
-    """urllib handler mixin: connect with the connect timeout, then read with the read timeout.
-
-    urllib has one timeout for both; a dead host should fail fast, a slow server get time.
-    """
-
-    def __init__(self, read_timeout: float) -> None:
-        super().__init__()
-        self.read_timeout = read_timeout
-
-    def do_open(self, http_class, req, **kwargs):
-        read_timeout = self.read_timeout
-
-        class Connection(http_class):
-            def connect(self) -> None:
-                super().connect()
-                self.sock.settimeout(read_timeout)
-
-        return super().do_open(Connection, req, **kwargs)
-
-
-class _HTTPHandler(_ReadTimeout, urllib.request.HTTPHandler):
-    pass
-
-
-class _HTTPSHandler(_ReadTimeout, urllib.request.HTTPSHandler):
-    pass
-
-
-def corpus_url(base_url: str, name: str) -> str:
-    return base_url.rstrip("/") + "/" + name + ".tar.gz"
-
-
-def fetch_corpus(name: str, url: str, raw_dir: Path, opts: DownloadOptions) -> Path:
-    """Return raw/NAME.tar.gz, downloading it unless a valid copy is already there."""
-    dest = raw_dir / f"{name}.tar.gz"
-    if dest.exists():
-        try:
-            verify_archive(dest)
-        except ArchiveError as e:
-            print(f"{dest} is damaged ({e}); downloading it again.", file=sys.stderr)
-            dest.unlink()
-        else:
-            print(f"Reusing {dest} (already downloaded and valid).")
-            return dest
-    raw_dir.mkdir(parents=True, exist_ok=True)
-    print(f"Downloading {url}\n         to {dest}")
-    download(url, dest, opts)
-    return dest
-
-
-def download(url: str, dest: Path, opts: DownloadOptions) -> None:
-    """Download URL to DEST through DEST.part, resuming and retrying; DEST appears only whole.
-
-    A partial DEST.part is kept after network failures, so that the next run resumes it.
-    """
-    part = dest.with_name(dest.name + ".part")
-    opener = urllib.request.build_opener(
-        _HTTPHandler(opts.read_timeout), _HTTPSHandler(opts.read_timeout)
-    )
-    attempts = opts.retries + 1
-    for attempt in range(1, attempts + 1):
-        try:
-            resumed = download_once(opener, url, part, opts.connect_timeout)
-            try:
-                verify_archive(part)
-            except ArchiveError as e:
-                part.unlink(missing_ok=True)
-                if not resumed:  # a fresh copy is bad: the server's file is, a retry won't help
-                    raise DownloadError(url, f"the file it sent is not a valid archive: {e}") from e
-                raise RetryableError(f"the resumed file is not a valid archive ({e})") from e
-            os.replace(part, dest)
-            return
-        except (RetryableError, OSError, http.client.HTTPException) as e:
-            reason = describe_error(e)
-            if attempt == attempts:
-                raise DownloadError(url, reason) from e
-            wait = opts.backoff * attempt
-            print(f"Download failed: {reason}. Retrying in {wait:g} s "
-                  f"(attempt {attempt + 1} of {attempts}).", file=sys.stderr)
-            time.sleep(wait)
-
-
-def download_once(opener: urllib.request.OpenerDirector, url: str, part: Path,
-                  connect_timeout: float) -> bool:
-    """One attempt: fetch the rest of PART (all of it when empty). Return True if resumed.
-
-    Raises DownloadError for what another attempt cannot fix (HTTP 404, an HTML page),
-    RetryableError or OSError for what it may fix (a dropped connection, a timeout).
-    """
-    start = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": USER_AGENT}
-    if start:
-        headers["Range"] = f"bytes={start}-"
-    try:
-        response = opener.open(urllib.request.Request(url, headers=headers),
-                               timeout=connect_timeout)
-    except urllib.error.HTTPError as e:
-        e.close()
-        if e.code == 416 and start:
-            return True  # nothing after `start`: the part is complete, or bad; the caller checks
-        if 400 <= e.code < 500 and e.code not in (408, 429):
-            raise DownloadError(url, f"HTTP {e.code} {e.reason}") from e
-        raise
-    with response:
-        content_type = response.headers.get("Content-Type", "")
-        if "text/html" in content_type:
-            part.unlink(missing_ok=True)
-            raise DownloadError(url, f"the server sent an HTML page (HTTP {response.status}, "
-                                     f"{content_type}) instead of the archive")
-        if response.status == 206:
-            match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
-            if not match or int(match.group(1)) != start:
-                part.unlink(missing_ok=True)
-                raise RetryableError("the server resumed the download at the wrong offset")
-        else:
-            start = 0  # a 200 answer to a Range request is the whole file: start over
-        length = response.headers.get("Content-Length")
-        total = start + int(length) if length and length.isdigit() else None
-        first = response.read(CHUNK_BYTES)
-        if start == 0 and not first.startswith(GZIP_MAGIC):
-            part.unlink(missing_ok=True)
-            raise DownloadError(url, not_gzip_reason(first))
-        size = start
-        with open(part, "ab" if start else "wb") as f, tqdm(
-            total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024,
-            desc=part.name.removesuffix(".part"),
-        ) as bar:
-            chunk = first
-            while chunk:
-                f.write(chunk)
-                size += len(chunk)
-                bar.update(len(chunk))
-                chunk = response.read(CHUNK_BYTES)
-    # http.client returns b"" when the connection closes early instead of raising.
-    if total is not None and size < total:
-        raise RetryableError(f"the connection closed after {size:,} of {total:,} bytes")
-    return start > 0
-
-
-def not_gzip_reason(first_bytes: bytes) -> str:
-    if first_bytes.lstrip().startswith(b"<"):  # <!DOCTYPE html>, <html>: an error page
-        return "the server sent an HTML page instead of the archive"
-    return f"the server sent something that is not a .tar.gz (it starts with {first_bytes[:8]!r})"
-
-
-def describe_error(error: BaseException) -> str:
-    """A short human reason for a network error."""
-    if isinstance(error, urllib.error.HTTPError):
-        return f"HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):
-        if not isinstance(error.reason, BaseException):
-            return str(error.reason)
-        error = error.reason  # e.g. ConnectionRefusedError, socket.gaierror (DNS)
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    return str(error) or type(error).__name__
-
-
-@contextlib.contextmanager
-def open_sentences_member(path: Path) -> Iterator[IO[bytes]]:
-    """Open the NAME-sentences.txt member of a Leipzig archive, without extracting anything.
-
-    Errors of a damaged archive, also those raised later while reading, become ArchiveError.
-    """
-    try:
-        with tarfile.open(path, "r:gz") as tar:
-            member = next((m for m in tar if m.isfile() and m.name.endswith("-sentences.txt")),
-                          None)
-            if member is None:
-                raise ArchiveError(f"{path} has no *-sentences.txt member, so it is not a "
-                                   f"Leipzig corpus archive")
-            yield tar.extractfile(member)
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise ArchiveError(f"{path} is not a valid .tar.gz archive "
-                           f"({str(e) or type(e).__name__})") from e
-
-
-def verify_archive(path: Path) -> None:
-    """Raise ArchiveError unless the sentences member of PATH reads to its end."""
-    with open_sentences_member(path) as f:
-        while f.read(1 << 20):
-            pass
-
-
-# ---------------------------------------------------------------------------
-# Sources
-# ---------------------------------------------------------------------------
-
-
-def sample_source(sample_dir: Path) -> Source:
-    paths = sorted(sample_dir.glob("*.txt"))
-    if not paths:
-        raise UserError(f"the bundled sample corpus is missing: no *.txt files in {sample_dir}. "
-                        f"Restore data/sample/ from the repository or pass --sample-dir DIR.")
-    return Source("sample", "sample", paths)
-
-
-def archive_source(path: Path) -> Source:
-    if not path.is_file():
-        raise UserError(f"archive not found: {path}. Check the path given to --archive.")
-    return Source("archive", path.name.removesuffix(".tar.gz"), [path])
-
-
-def text_source(path: Path) -> Source:
-    if not path.is_file():
-        raise UserError(f"text file not found: {path}. Check the path given to --text-file.")
-    return Source("text-file", path.name, [path])
-
-
-def download_help(error: DownloadError, name: str, raw_dir: Path) -> str:
-    """The one paragraph that says what failed and how to get the corpus anyway."""
-    dest = raw_dir / f"{name}.tar.gz"
-    part = dest.with_name(dest.name + ".part")
-    kept = (f" The partial download {part} is kept; running the script again resumes it."
-            if part.exists() else "")
-    text = (
-        f"Could not download the Leipzig corpus {name} from {error.url}: {error.reason}.{kept} "
-        f"To use this corpus, download {error.url} by hand (a browser works) and save it as "
-        f"{dest}, then run this script again; or save it anywhere and pass --archive PATH. "
-        f"To try the pipeline without it, run with --source sample."
-    )
-    return textwrap.fill(text, width=100, break_long_words=False, break_on_hyphens=False)
-
-
-def gather_sources(args: argparse.Namespace, cfg: DataConfig,
-                   opts: DownloadOptions) -> tuple[list[Source], list[str]]:
-    """The sources to read, downloading Leipzig archives; also the download failures.
-
-    Raises DownloadError (after printing the help paragraph) under --no-fallback.
-    """
-    if args.source == "sample":
-        return [sample_source(args.sample_dir)], []
-    sources = [archive_source(p) for p in args.archive or []]
-    sources += [text_source(p) for p in args.text_file or []]
-    corpora = args.corpus or ([] if sources else list(cfg.corpus))
-    raw_dir = args.data_dir / "raw"
-    failures = []
-    for name in corpora:
-        url = corpus_url(cfg.base_url, name)
-        try:
-            path = fetch_corpus(name, url, raw_dir, opts)
-        except DownloadError as e:
-            print("\n" + download_help(e, name, raw_dir), file=sys.stderr)
-            if args.no_fallback:
-                print("Stopping, as --no-fallback asks.", file=sys.stderr)
-                raise
-            failures.append(f"{e.url}: {e.reason}")
-            continue
-        sources.append(Source("leipzig", name, [path], url))
-    if failures:
-        keep_existing_corpus(args.data_dir / "processed")
-    if failures and not sources:
-        sample = sample_source(args.sample_dir)
-        print(textwrap.fill(f"Falling back to the bundled sample corpus ({len(sample.paths)} "
-                            f"files in {args.sample_dir}): enough to try the pipeline, too "
-                            f"small for a good model.", width=100) + "\n", file=sys.stderr)
-        sources = [sample]
-    elif failures:
-        print(f"Going on without the {len(failures)} corpus(es) that failed.\n",
-              file=sys.stderr)
-    return sources, failures
-
-
-def existing_corpus(processed: Path) -> str | None:
-    """A description of the corpus already prepared in `processed`, unless it is the bundled
-    sample (which a fallback may replace freely) or there is none."""
-    if not (processed / "train.txt").is_file():
-        return None
-    try:
-        stats = json.loads((processed / "stats.json").read_text(encoding="utf-8"))
-        kinds = {s["kind"] for s in stats["sources"]}
-        names = ", ".join(s["name"] for s in stats["sources"])
-        lines = f"{stats['kept_lines']:,} lines"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "of unknown origin (no readable stats.json)"
-    return None if kinds == {"sample"} else f"{names}, {lines}"
-
-
-def keep_existing_corpus(processed: Path) -> None:
-    """A failed download must not replace a corpus prepared earlier with less: stop instead."""
-    existing = existing_corpus(processed)
-    if existing is None:
-        return
-    print("\n" + textwrap.fill(
-        f"{processed} already holds a prepared corpus ({existing}), so it is kept: a failed "
-        f"download never replaces it with less. Run again when the download works, give the "
-        f"archive with --archive PATH, or replace the corpus on purpose with --source sample.",
-        width=100), file=sys.stderr)
-    raise KeptExisting
-
-
-# ---------------------------------------------------------------------------
-# Reading and cleaning
-# ---------------------------------------------------------------------------
-
-
-def read_lines(source: Source, path: Path) -> Iterator[str]:
-    """The lines of one file of a source, decoded, without their newline.
-
-    Reads blocks of 1 MiB and decodes each in one call, a little faster than a text stream,
-    and an error can still name its line. Leipzig text is UTF-8 with the odd broken byte,
-    which becomes U+FFFD; your own text file must be UTF-8 (a clear error beats a corpus of
-    U+FFFD from a cp1251 file).
-    """
-    errors = "replace" if source.tabbed else "strict"
-    context = open_sentences_member(path) if source.tabbed else open(path, "rb")
-    lines_before = 0
-    with context as f:
-        rest = b""
-        while block := f.read(BLOCK_BYTES):
-            block = rest + block
-            end = block.rfind(b"\n") + 1  # decode whole lines only: UTF-8 never splits at \n
-            rest = block[end:]
-            whole = block[:end]
-            source.letters["tatar"] += sum(map(whole.count, TATAR_LETTER_BYTES))
-            source.letters["cyrillic"] += sum(map(whole.count, CYRILLIC_LEAD_BYTES))
-            lines = decode(whole, errors, path, lines_before).split("\n")
-            lines.pop()  # the empty string after the last newline
-            lines_before += len(lines)
-            yield from lines
-        if rest:  # a last line without a newline
-            source.letters["tatar"] += sum(map(rest.count, TATAR_LETTER_BYTES))
-            source.letters["cyrillic"] += sum(map(rest.count, CYRILLIC_LEAD_BYTES))
-            yield decode(rest, errors, path, lines_before)
-
-
-def decode(data: bytes, errors: str, path: Path, lines_before: int) -> str:
-    try:
-        return data.decode("utf-8", errors)
-    except UnicodeDecodeError as e:
-        line = lines_before + data.count(b"\n", 0, e.start) + 1
-        raise UserError(
-            f"{path} is not UTF-8 text (line {line}: {e.reason}). Convert it first, e.g. "
-            f"iconv -f cp1251 -t utf-8 {path} > {path.stem}.utf8.txt"
-        ) from e
 
 
 def normalize(text: str) -> str:
@@ -685,7 +277,8 @@ def prepare(sources: list[Source], processed: Path, cfg: DataConfig, extra_stats
                 out.close()
             with contextlib.suppress(OSError):
                 resplit.unlink(missing_ok=True)
-        stats = build_stats(sources, out, cfg, cut_fraction(cut), final, extra_stats)
+        stats = build_stats(sources, out.lines, out.chars, cfg, cut_fraction(cut), final,
+                            extra_stats)
         stats["seconds"] = round(time.perf_counter() - started, 3)  # download included
         tmp["stats.json"].write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n",
                                      encoding="utf-8")
@@ -708,78 +301,12 @@ def check_tatar(sources: list[Source], allow_non_tatar: bool) -> None:
               file=sys.stderr)
 
 
-def build_stats(sources: list[Source], out: SplitWriter, cfg: DataConfig, threshold: float,
-                final: dict[str, Path], extra: dict) -> dict:
-    dropped = {r: sum(s.counts[r] for s in sources) for r in DROP_REASONS}
-    tatar, cyrillic = (sum(s.letters[k] for s in sources) for k in ("tatar", "cyrillic"))
-    return {
-        "sources": [
-            {"kind": s.kind, "name": s.name, "url": s.url, "paths": [str(p) for p in s.paths],
-             "lines_read": s.counts["lines_read"], "kept": s.counts["kept"],
-             "dropped": {r: s.counts[r] for r in DROP_REASONS},
-             "tatar_letter_share": round(s.tatar_letter_share, 5)}
-            for s in sources
-        ],
-        **extra,
-        # ә ө ү җ ң һ among the Cyrillic letters read: ~0.08-0.12 for Tatar, 0 for Russian.
-        "tatar_letter_share": round(tatar / cyrillic, 5) if cyrillic else 0.0,
-        "input_lines": sum(s.counts["lines_read"] for s in sources),
-        "kept_lines": sum(out.lines),
-        "dropped": dropped,
-        "train": {"path": str(final["train.txt"]), "lines": out.lines[0], "chars": out.chars[0]},
-        "val": {"path": str(final["val.txt"]), "lines": out.lines[1], "chars": out.chars[1]},
-        "val_rule": {
-            "rule": "val if blake2b(UTF-8 line, digest_size=8) / 2**64 < threshold",
-            "val_fraction": cfg.val_fraction,
-            "min_val_lines": cfg.min_val_lines,
-            "threshold": threshold,
-            "raised": threshold > cfg.val_fraction,
-        },
-        "cleaning": {"normalization": "NFC", "min_chars": cfg.min_chars,
-                     "max_chars": cfg.max_chars, "min_cyrillic_share": cfg.min_cyrillic_share},
-    }
-
-
-def print_summary(stats: dict, data_dir: Path) -> None:
-    """A short table per source, the split, and the next command."""
-    columns = ("lines read", "kept", *DROP_REASONS)
-    rows = [(s["name"], s["lines_read"], s["kept"], *s["dropped"].values())
-            for s in stats["sources"]]
-    if len(rows) > 1:
-        rows.append(("total", stats["input_lines"], stats["kept_lines"],
-                     *stats["dropped"].values()))
-    name_width = max(len("source"), *(len(r[0]) for r in rows))
-    widths = [max(len(c), *(len(f"{r[i + 1]:,}") for r in rows)) for i, c in enumerate(columns)]
-    print()
-    header = (c.rjust(w) for c, w in zip(columns, widths, strict=True))
-    print("  ".join(["source".ljust(name_width), *header]))
-    for row in rows:
-        cells = (f"{v:,}".rjust(w) for v, w in zip(row[1:], widths, strict=True))
-        print("  ".join([row[0].ljust(name_width), *cells]))
-    print()
-    for split in ("train", "val"):
-        s = stats[split]
-        print(f"{split:<5} {s['lines']:>11,} lines {s['chars']:>14,} chars  {s['path']}")
-    rule = stats["val_rule"]
-    note = (f", raised from {rule['val_fraction']:g} to keep a few hundred val lines"
-            if rule["raised"] else "")
-    print(f"val rule: hash fraction < {rule['threshold']:.6g}{note}")
-    print(f"Tatar letters (ә ө ү җ ң һ): {stats['tatar_letter_share']:.1%} of the Cyrillic letters")
-    if stats.get("fallback"):
-        print("note: this is the bundled sample corpus, as the download failed (see above)")
-    print(f"done in {stats['seconds']:.2f} s")
-    next_command = NEXT_COMMAND
-    if data_dir != Path("data"):
-        next_command += f" --data-dir {data_dir}"
-    print(f"\nNext: {next_command}")
-
-
 # ---------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     cfg = DataConfig()
     parser = argparse.ArgumentParser(
         description="Download a Tatar corpus (Leipzig Corpora Collection) and turn it into clean\n"
@@ -799,7 +326,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "data/sample/*.txt, one sentence per line")
     src.add_argument("--corpus", action="append", metavar="NAME",
                      help=f"Leipzig corpus to download, repeatable; replaces the default "
-                          f"{', '.join(cfg.corpus)}. Others: {', '.join(EXAMPLE_CORPORA)}")
+                          f"{', '.join(cfg.corpus)}. Others: {', '.join(leipzig.EXAMPLE_CORPORA)}")
     config.add_flags(src, DataConfig, config.DATA_HELP, ("base_url",))
     src.add_argument("--archive", action="append", type=Path, metavar="PATH",
                      help="an already downloaded Leipzig .tar.gz, repeatable; no download "
@@ -826,8 +353,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     net = parser.add_argument_group("download")
     config.add_flags(net, DataConfig, config.DATA_HELP,
                      ("timeout", "connect_timeout", "retries", "backoff"))
-    args = parser.parse_args(argv)
+    return parser
 
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.source == "sample" and (args.corpus or args.archive or args.text_file):
         parser.error("--source sample cannot be combined with --corpus, --archive or --text-file")
     if not 0.0 <= args.val_fraction < 1.0:
@@ -843,18 +374,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return utils.run_cli(lambda: run(args), "the files in data/processed are as they were")
-
-
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     cfg = replace(DataConfig(), **{name: getattr(args, name) for name in config.DATA_HELP})
-    opts = DownloadOptions(cfg.connect_timeout, cfg.timeout, cfg.retries, cfg.backoff)
+    opts = leipzig.DownloadOptions(cfg.connect_timeout, cfg.timeout, cfg.retries, cfg.backoff)
     try:
         sources, failures = gather_sources(args, cfg, opts)
-    except (DownloadError, KeptExisting):
+    except (leipzig.DownloadError, KeptExisting):
         return 1  # gather_sources has explained it
     fallback = bool(failures) and sources[0].kind == "sample"
     extra = {"download_failures": failures, "fallback": fallback}
@@ -862,6 +388,11 @@ def run(args: argparse.Namespace) -> int:
                     args.allow_non_tatar)
     print_summary(stats, args.data_dir)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return utils.run_cli(lambda: run(args), "the files in data/processed are as they were")
 
 
 if __name__ == "__main__":
