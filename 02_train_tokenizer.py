@@ -253,14 +253,10 @@ def read_prepare_stats(processed: Path) -> dict | None:
     return {k: v for k, v in stats.items() if isinstance(v, (str, int, float, bool))}
 
 
-def write_json(path: Path, obj: dict) -> None:
-    path.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-
-
 def write_tokenizer_config(path: Path, tok: utils.Tokenizer, requested: int,
                            min_frequency: int, train: SplitStats, prepare_stats: dict | None,
                            quality: dict) -> None:
-    write_json(path, {
+    utils.atomic_write_json(path, {
         "model": "ByteLevel BPE",
         "vocab_size": tok.vocab_size,
         "requested_vocab_size": requested,
@@ -294,7 +290,7 @@ def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -
                       "stands for",
         "tokens_rule": "<bos> and <eos> included",
     }
-    write_json(path, meta)
+    utils.atomic_write_json(path, meta)
     return meta
 
 

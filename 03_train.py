@@ -22,23 +22,20 @@ linearly, then follows a cosine down to min_lr.
 
 Nothing is lost by running a command twice: a fresh run into a folder that holds a model
 is refused (continue it with --resume, or replace it with --overwrite, which keeps the old
-files until the new run has passed its first evaluation). Ctrl-C finishes the current step,
-saves last.pt and says how to continue.
+files until the new run has passed its first evaluation). Ctrl-C finishes the current step
+(or stops an evaluation at its next batch), saves last.pt and says how to continue.
+
+This file is the lesson: data, learning rate, evaluation, model and optimizer, one training
+step, then the loop. What makes a run safe and convenient (flags, resuming, staged
+overwrites, Ctrl-C, time budgets, torchrun) is in tatargpt/training_run.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import os
-import shutil
-import signal
 import sys
-import threading
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -48,179 +45,9 @@ from tqdm import tqdm
 import config
 import utils
 from model import GPT
+from tatargpt import training_run as tr
 
-# ---------------------------------------------------------------------------
-# Command line: one flag per TrainConfig field, and one per ModelConfig field
-# ---------------------------------------------------------------------------
-
-MODEL_CHOICES = {"norm": config.NORMS, "mlp": config.MLPS, "pos_encoding": config.POS_ENCODINGS,
-                 "attention": config.ATTENTIONS}
-# Settings that belong to this invocation, never taken from a resumed checkpoint.
-INVOCATION_FIELDS = {"preset", "data_dir", "tokenizer_dir", "out_dir", "device", "compile",
-                     "resume", "overwrite", "time_budget", "plot"}
-
-
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def optional_int(text: str) -> int | None:
-    """An int, or None for 'none' (n_kv_head, sliding_window)."""
-    if text.strip().lower() in ("none", "off", "0"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description="Train Tatar-GPT on data/processed/*.bin (see README.md).",
-        epilog="Defaults come from config.TrainConfig, the preset's TRAIN_PRESETS entry and "
-               "config.PRESETS; with --resume, from the checkpoint.",
-    )
-    for f in fields(config.TrainConfig):
-        help_text = config.TRAIN_HELP[f.name]
-        if f.type in ("bool", bool):
-            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        elif f.name == "preset":
-            parser.add_argument(flag(f.name), choices=list(config.PRESETS), default=None,
-                                help=f"{help_text} (default: {f.default})")
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag(f.name), type=kind, default=None,
-                                help=f"{help_text} (default: {f.default})")
-    shape = parser.add_argument_group(
-        "model shape", "applied on top of --preset and recorded in the checkpoint; "
-                       "defaults are the preset's (small shown)")
-    small = config.get_preset("small")
-    for f in fields(config.ModelConfig):
-        if f.name not in config.MODEL_HELP:
-            continue
-        help_text = f"{config.MODEL_HELP[f.name]} (small: {getattr(small, f.name)})"
-        if f.type in ("bool", bool):
-            shape.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
-        elif "None" in str(f.type):
-            shape.add_argument(flag(f.name), type=optional_int, default=None, metavar="N|none",
-                               help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            shape.add_argument(flag(f.name), type=kind, default=None,
-                               choices=MODEL_CHOICES.get(f.name), help=help_text)
-    parser.add_argument("--estimate", action="store_true",
-                        help="time a few micro-batches, print the expected training time, exit")
-    parser.add_argument("--status", action="store_true",
-                        help="print what OUT_DIR holds as one line and exit: fresh | stale | "
-                             "other | done | resume, a tab, and the model that would be lost by "
-                             "replacing the tokenizer (empty if none); see model_status")
-    parser.add_argument("--summary", action="store_true",
-                        help="print the figures of OUT_DIR/best_model.pt (and of eval.json "
-                             "beside it) and exit")
-    return parser
-
-
-def parse_config(args: argparse.Namespace) -> tuple[config.TrainConfig, dict, set[str]]:
-    """(TrainConfig, model-shape overrides, names of the training flags given explicitly)."""
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    shape = {k: given.pop(k) for k in list(given) if k in config.MODEL_HELP}
-    explicit = set(given)
-    try:
-        cfg = config.get_train_config(given.pop("preset", "small"), **given)
-    except ValueError as e:
-        raise utils.UserError(str(e)) from e
-    return cfg, shape, explicit
-
-
-def check_train_config(cfg: config.TrainConfig) -> None:
-    for name in ("max_iters", "eval_interval", "eval_iters", "log_interval", "batch_size",
-                 "grad_accum"):
-        if getattr(cfg, name) <= 0:
-            raise utils.UserError(f"{flag(name)} must be positive, got {getattr(cfg, name)}")
-    for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "time_budget"):
-        value = getattr(cfg, name)
-        if not math.isfinite(value) or value < 0:
-            raise utils.UserError(f"{flag(name)} must be a finite number ≥ 0, got {value}")
-    if cfg.lr <= 0 or cfg.min_lr > cfg.lr:
-        raise utils.UserError(f"need 0 ≤ --min-lr ≤ --lr and --lr > 0; got lr={cfg.lr}, "
-                              f"min_lr={cfg.min_lr}")
-    if not (cfg.beta1 < 1 and cfg.beta2 < 1):
-        raise utils.UserError(f"--beta1 and --beta2 must be below 1; got {cfg.beta1}, "
-                              f"{cfg.beta2}")
-    if cfg.patience < 0 or cfg.warmup_iters < 0 or cfg.lr_decay_iters < 0:
-        raise utils.UserError("--patience, --warmup-iters and --lr-decay-iters must be ≥ 0")
-    if cfg.resume and cfg.overwrite:
-        raise utils.UserError("--resume continues the run in --out-dir and --overwrite starts "
-                              "a new one there: choose one of them")
-
-
-# ---------------------------------------------------------------------------
-# Several processes (torchrun) or one
-# ---------------------------------------------------------------------------
-
-
-class Dist:
-    """Rank information; a single process is rank 0 of a world of 1."""
-
-    def __init__(self):
-        self.enabled = "RANK" in os.environ and "WORLD_SIZE" in os.environ
-        self.rank = int(os.environ.get("RANK", 0))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
-        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self.master = self.rank == 0
-        self.device = torch.device("cpu")
-
-    def setup(self, device: torch.device) -> torch.device:
-        """Join the process group; return this rank's device."""
-        if self.enabled and device.type == "mps":
-            raise utils.UserError(
-                "torchrun with Apple MPS is not possible: gloo, the only backend on a Mac, "
-                "cannot all-reduce MPS tensors. One process already uses the whole Apple GPU: "
-                "run python 03_train.py without torchrun (or add --device cpu to try DDP).")
-        if self.enabled:
-            if device.type == "cuda":
-                device = torch.device("cuda", self.local_rank)
-                torch.cuda.set_device(device)
-            torch.distributed.init_process_group(backend="nccl" if device.type == "cuda"
-                                                 else "gloo")
-        self.device = device
-        return device
-
-    def any(self, value: bool) -> bool:
-        """True on every rank when `value` is True on at least one rank."""
-        if not self.enabled:
-            return value
-        # NCCL reduces CUDA tensors only: the flag lives on the training device.
-        t = torch.tensor([float(value)], device=self.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-        return bool(t.item())
-
-    def min(self, value: int) -> int:
-        """The smallest `value` of all ranks, on every rank."""
-        if not self.enabled:
-            return value
-        t = torch.tensor([value], dtype=torch.long, device=self.device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        return int(t.item())
-
-    def gather(self, obj) -> list:
-        """`obj` of every rank, in rank order (every rank must call this)."""
-        if not self.enabled:
-            return [obj]
-        out = [None] * self.world_size
-        torch.distributed.all_gather_object(out, obj)
-        return out
-
-    def teardown(self) -> None:
-        if self.enabled and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
-
-# ---------------------------------------------------------------------------
-# Data: random windows from memory-mapped token files
-# ---------------------------------------------------------------------------
+# -- Data: windows of tokens, memory-mapped -------------------------------------------------------
 
 
 class Batches:
@@ -277,6 +104,9 @@ def lr_at(it: int, cfg: config.TrainConfig) -> float:
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
 
 
+# -- Evaluation: the mean loss on val (and on as much train) --------------------------------------
+
+
 def eval_windows(splits: dict[str, Batches], cfg: config.TrainConfig) -> dict[str, np.ndarray]:
     """The start of every window an evaluation reads, per split: the same ones every time.
 
@@ -299,7 +129,7 @@ def eval_windows(splits: dict[str, Batches], cfg: config.TrainConfig) -> dict[st
 
 @torch.no_grad()
 def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, autocast,
-             meta: dict, stop: GracefulStop | None = None) -> dict:
+             meta: dict, stop: tr.GracefulStop | None = None) -> dict:
     """Mean loss per token over the windows of eval_windows, for each split.
 
     Ctrl-C stops it at the next batch: an evaluation cut short is thrown away anyway.
@@ -325,314 +155,14 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
         out[f"{name}_loss"] = total.item() / len(windows[name])
     bar.close()
     model.train()
-    out["val_ppl"] = math.exp(min(out["val_loss"], 50.0))
+    out["val_ppl"] = utils.nats_to_ppl(out["val_loss"])
     # Bits per character: total nats of the val tokens spread over the val characters.
     out["val_bpc"] = utils.nats_to_bpc(out["val_loss"] * meta["val_tokens"], meta["val_chars"])
     out["eval_tokens"] = len(windows["val"]) * splits["val"].block_size
     return out
 
 
-# ---------------------------------------------------------------------------
-# The files of a run: checkpoints, log, plot
-# ---------------------------------------------------------------------------
-
-CHECKPOINTS = ("best_model.pt", "last.pt")
-RUN_FILES = (*CHECKPOINTS, "train_log.jsonl", "loss_curve.png")
-STALE_WITH_THE_MODEL = ("eval.json", "eval.png")  # 04_evaluate.py's figures of the old model
-
-
-class RunFiles:
-    """Where a run writes.
-
-    A run with --overwrite into a folder that holds a model writes into OUT_DIR/.incoming/
-    until its first evaluation after training steps; `promote` then moves its files over the
-    old ones. A run that fails or is stopped before that leaves the old model untouched.
-    """
-
-    def __init__(self, out_dir: Path, staged: bool):
-        self.out_dir, self.staged = out_dir, staged
-        self.dir = out_dir / ".incoming" if staged else out_dir
-
-    @property
-    def last(self) -> Path:
-        return self.dir / "last.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.dir / "best_model.pt"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "train_log.jsonl"
-
-    @property
-    def png(self) -> Path:
-        return self.dir / "loss_curve.png"
-
-    def start(self) -> None:
-        """An empty log in a clean folder (the staging folder of a crashed run is removed)."""
-        if self.staged:
-            shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        utils.atomic_write_text(self.log, "")
-
-    def promote(self) -> None:
-        """Replace the previous run's files with this run's."""
-        if not self.staged:
-            return
-        for name in RUN_FILES:
-            if (self.dir / name).is_file():
-                os.replace(self.dir / name, self.out_dir / name)
-            else:
-                (self.out_dir / name).unlink(missing_ok=True)
-        for name in STALE_WITH_THE_MODEL:
-            (self.out_dir / name).unlink(missing_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir, self.staged = self.out_dir, False
-
-    def discard(self) -> None:
-        """Drop the files of a run that never got as far as replacing the old ones."""
-        if self.staged:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def run_files(cfg: config.TrainConfig, estimate: bool) -> RunFiles:
-    """The files of this run; a fresh run over a trained model is refused without --overwrite."""
-    out_dir = Path(cfg.out_dir)
-    held = [name for name in CHECKPOINTS if (out_dir / name).is_file()]
-    if cfg.resume or estimate or not held:
-        return RunFiles(out_dir, staged=False)
-    if not cfg.overwrite:
-        raise utils.UserError(
-            f"{out_dir} already holds a trained model ({', '.join(held)}), and a fresh run "
-            f"would replace it. Continue that run: python 03_train.py --resume --out-dir "
-            f"{out_dir}; train beside it: --out-dir {out_dir}_2; or replace it: add "
-            f"--overwrite (the old files stay until the new run has passed its first "
-            f"evaluation).")
-    return RunFiles(out_dir, staged=True)
-
-
-def append_log(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row) + "\n")
-
-
-# ---------------------------------------------------------------------------
-# What a folder holds (--status, --summary: run_pipeline.sh asks these)
-# ---------------------------------------------------------------------------
-
-
-def _peek(path: Path) -> dict | None:
-    """A checkpoint's contents, or None when it is missing, damaged or not ours."""
-    try:
-        return utils.load_checkpoint(path)
-    except (utils.UserError, OSError):  # for a status, simply not usable
-        return None
-
-
-def model_status(out_dir: Path, tokenizer_dir: Path, preset: str | None,
-                 max_iters: int | None) -> tuple[str, str]:
-    """(state, held) of a training folder, as a rerun with these settings would find it.
-
-    state: "fresh" (no checkpoint), "stale" (last.pt unreadable, or made with another
-    tokenizer than the one in `tokenizer_dir`: nothing to continue), "other" (a model of
-    another preset than `preset`), "done" (trained to `max_iters`, or to its own when none is
-    given, and best_model.pt exists) or "resume". held: "preset P, N iterations" when
-    best_model.pt was trained with this tokenizer (redoing the tokenizer would orphan it),
-    else "".
-    """
-    last, best = out_dir / "last.pt", out_dir / "best_model.pt"
-    try:
-        current = utils.tokenizer_hash(tokenizer_dir)
-    except OSError:
-        current = None
-    best_ckpt = _peek(best)
-    held = ""
-    if best_ckpt is not None and current and best_ckpt.get("tokenizer_hash") == current:
-        held = (f"preset {best_ckpt.get('train_config', {}).get('preset', '?')}, "
-                f"{best_ckpt.get('iter', '?')} iterations")
-    if not (last.is_file() or best.is_file()):
-        return "fresh", held
-    ckpt = _peek(last)
-    if ckpt is None or current is None or ckpt.get("tokenizer_hash") != current:
-        return "stale", held
-    tc = ckpt.get("train_config") or {}
-    if preset is not None and tc.get("preset") != preset:
-        return "other", held
-    target = max_iters or tc.get("max_iters", 0)
-    finished = ckpt.get("finished") and not max_iters
-    # An evaluation cut short by Ctrl-C runs again on --resume: not done until it has.
-    evaluated = ckpt.get("evaluated_iter", ckpt.get("iter")) == ckpt.get("iter")
-    if (finished or ckpt.get("iter", 0) >= target) and evaluated and best.is_file():
-        return "done", held
-    return "resume", held
-
-
-def print_summary(out_dir: Path) -> None:
-    """The best checkpoint's iteration and val figures, and 04_evaluate.py's comparison."""
-    best = out_dir / "best_model.pt"
-    ckpt = _peek(best)
-    if ckpt is None:
-        raise utils.UserError(f"no readable checkpoint at {best}; train first: "
-                              f"python 03_train.py --out-dir {out_dir}")
-    tc = ckpt.get("train_config") or {}
-    print(f"  checkpoint: {best} (preset {tc.get('preset', '?')}, "
-          f"iteration {ckpt.get('iter', '?')})")
-    m = ckpt.get("metrics") or {}
-    if "val_loss" in m:
-        bpc = f" | bits per char {m['val_bpc']:.3f}" if "val_bpc" in m else ""
-        print(f"  val loss {m['val_loss']:.4f} | perplexity "
-              f"{math.exp(min(m['val_loss'], 50)):.2f}{bpc}")
-    ev_path = out_dir / "eval.json"
-    if ev_path.is_file():
-        try:
-            e = utils.read_json(ev_path, f"python 04_evaluate.py --checkpoint {best}")
-            print(f"  val.txt bits per char: GPT {e['gpt']['bpc']:.3f} vs "
-                  f"{e['ngram']['order']}-gram {e['ngram']['bpc']:.3f}; vowel-harmony pairs: "
-                  f"GPT {e['gpt']['harmony_accuracy']:.1%} vs n-gram "
-                  f"{e['ngram']['harmony_accuracy']:.1%}")
-        except (utils.UserError, KeyError, TypeError, ValueError):
-            print(f"  {ev_path} is damaged; re-create it: python 04_evaluate.py")
-
-
-def plot_loss_curve(log_path: Path, png_path: Path) -> bool:
-    """Draw train/val loss and the learning rate from train_log.jsonl; False if no data."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = utils.read_train_log(log_path)
-    train = [r for r in rows if r["type"] == "train" and "loss" in r and "lr" in r]
-    evals = [r for r in rows if r["type"] == "eval" and "val_loss" in r and "train_loss" in r]
-    if not train and not evals:
-        return False
-    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True,
-                                         gridspec_kw={"height_ratios": [3, 1]})
-    if train:
-        ax_loss.plot([r["iter"] for r in train], [r["loss"] for r in train],
-                     color="tab:blue", alpha=0.35, label="train (batch)")
-        ax_lr.plot([r["iter"] for r in train], [r["lr"] for r in train], color="tab:green")
-    if evals:
-        its = [r["iter"] for r in evals]
-        ax_loss.plot(its, [r["train_loss"] for r in evals], "o-", color="tab:blue",
-                     label="train (eval)")
-        ax_loss.plot(its, [r["val_loss"] for r in evals], "o-", color="tab:orange",
-                     label="val (eval)")
-    ax_loss.set_ylabel("loss (nats/token)")
-    ax_loss.set_title("Tatar-GPT — өйрәнү графигы (training curve)")
-    ax_loss.legend()
-    ax_loss.grid(alpha=0.3)
-    ax_lr.set_ylabel("learning rate")
-    ax_lr.set_xlabel("iteration")
-    ax_lr.grid(alpha=0.3)
-    fig.tight_layout()
-    with utils.atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return True
-
-
-# ---------------------------------------------------------------------------
-# Setting up: inputs, configs, device, model, optimizer
-# ---------------------------------------------------------------------------
-
-RESUME_KEYS = ("model", "model_config", "train_config", "optimizer", "iter", "best_val_loss",
-               "rng", "data_rng", "tokenizer_hash")
-
-
-def load_inputs(cfg: config.TrainConfig) -> tuple[utils.Tokenizer, dict, dict]:
-    """The tokenizer, meta.json (checked against it and the token files), and corpus stats."""
-    tokenizer = utils.load_tokenizer(cfg.tokenizer_dir)
-    meta = utils.check_token_files(cfg.data_dir, cfg.tokenizer_dir)
-    stats_path = Path(cfg.data_dir) / "processed" / "stats.json"
-    stats = {}
-    if stats_path.is_file():
-        try:
-            stats = utils.read_json(stats_path, "python 01_prepare_data.py")
-        except utils.UserError as e:  # only copied into the checkpoint: a notice is enough
-            tqdm.write(f"notice: {e}")
-    return tokenizer, meta, stats
-
-
-def load_resume_state(path: Path, tokenizer: utils.Tokenizer) -> dict:
-    """last.pt, read into CPU memory (random states must be CPU tensors), checked."""
-    if not path.is_file():
-        raise utils.UserError(f"--resume: there is no {path} to continue. Start a fresh run "
-                              f"without --resume.")
-    state = utils.load_checkpoint(path)
-    missing = [k for k in RESUME_KEYS if k not in state]
-    if missing:
-        raise utils.UserError(f"{path} lacks {', '.join(missing)}, so it is not a training "
-                              f"state that can be resumed (made by another version of "
-                              f"03_train.py?). Start a new run with --overwrite.")
-    if state["tokenizer_hash"] != tokenizer.hash:
-        raise utils.UserError(f"{path} was trained with a different tokenizer than "
-                              f"{tokenizer.path}/tokenizer.json. Point --tokenizer-dir at the "
-                              f"one it was trained with, or start a new run with --overwrite.")
-    return state
-
-
-def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
-                    tokenizer: utils.Tokenizer, meta: dict, state: dict | None,
-                    log) -> tuple[config.TrainConfig, config.ModelConfig]:
-    """The configs this run trains with.
-
-    Fresh: the preset, the shape flags on top, the tokenizer's vocabulary size. Resumed: the
-    checkpoint's model (shape flags that contradict it are refused) and its training settings,
-    except the flags given now, which are reported.
-    """
-    if state is None:
-        try:
-            model_cfg = config.get_preset(cfg.preset, vocab_size=tokenizer.vocab_size, **shape)
-        except (ValueError, TypeError) as e:
-            raise utils.UserError(f"the model shape is not valid: {e}") from e
-    else:
-        saved_train, model_cfg = state["train_config"], config.ModelConfig.from_dict(
-            state["model_config"])
-        conflicts = [f"{flag(k)} {v} (the checkpoint has {getattr(model_cfg, k)})"
-                     for k, v in shape.items() if getattr(model_cfg, k) != v]
-        if "preset" in explicit and cfg.preset != saved_train.get("preset"):
-            conflicts.insert(0, f"--preset {cfg.preset} (the checkpoint is "
-                                f"{saved_train.get('preset')})")
-        if conflicts:
-            raise utils.UserError(
-                f"--resume continues the model saved in {cfg.out_dir}, but "
-                f"{'; '.join(conflicts)}. Drop those flags to continue it, or train the new "
-                f"model as a new run: --overwrite, or another --out-dir.")
-        values, changed = {}, []
-        for f in fields(config.TrainConfig):
-            mine = getattr(cfg, f.name)
-            if f.name in INVOCATION_FIELDS or f.name not in saved_train:
-                values[f.name] = mine
-            elif f.name in explicit and mine != saved_train[f.name]:
-                values[f.name] = mine
-                changed.append(f"{flag(f.name)} {saved_train[f.name]} → {mine}")
-            else:
-                values[f.name] = saved_train[f.name]
-        values["preset"] = saved_train.get("preset", cfg.preset)
-        if "time_budget" in explicit:
-            log(f"notice: --time-budget plans a fresh run only; resuming keeps its plan of "
-                f"{values['max_iters']:,} iterations")
-        if changed:
-            log("resuming with changed settings: " + "; ".join(changed))
-        cfg = config.TrainConfig(**values)
-    model_cfg.gradient_checkpointing = cfg.gradient_checkpointing
-    if model_cfg.vocab_size != meta["vocab_size"]:
-        raise utils.UserError(
-            f"the model's vocabulary ({model_cfg.vocab_size}) does not match the token files "
-            f"({meta['vocab_size']}). Start a new run with --overwrite.")
-    return cfg, model_cfg
-
-
-def check_device_support(device: torch.device, model_cfg: config.ModelConfig) -> None:
-    if device.type == "mps" and model_cfg.gradient_checkpointing and (
-            model_cfg.dropout > 0 or model_cfg.attn_dropout > 0):
-        raise utils.UserError(
-            "gradient checkpointing with dropout on Apple MPS would train on wrong gradients: "
-            "torch's checkpoint does not restore the MPS random state, so the recomputed "
-            "forward pass draws other dropout masks. Add --dropout 0 --attn-dropout 0, or "
-            "train without --gradient-checkpointing.")
+# -- Model and optimizer --------------------------------------------------------------------------
 
 
 def make_optimizer(model: GPT, cfg: config.TrainConfig, device: torch.device):
@@ -653,91 +183,13 @@ def make_scaler(device: torch.device, dtype: torch.dtype):
         return torch.amp.GradScaler(device.type, enabled=False)
 
 
-def maybe_compile(model: GPT, cfg: config.TrainConfig, batches: Batches, autocast, log):
-    """torch.compile the model, trying it on one batch; on failure keep the eager model."""
-    if not cfg.compile:
-        return model
-    log("compiling the model with torch.compile (the first step takes a while)…")
-    try:
-        compiled = torch.compile(model)
-        x, y = batches.next(np.random.default_rng(0))
-        with autocast:
-            _, loss = compiled(x, y)
-        loss.backward()
-        model.zero_grad(set_to_none=True)
-        return compiled
-    except Exception as e:  # compilers fail in many ways (no C compiler, unsupported op, …)
-        log(f"notice: torch.compile failed ({type(e).__name__}: {str(e)[:200]}); "
-            f"training without it")
-        model.zero_grad(set_to_none=True)
-        return model
-
-
-@dataclass
-class Progress:
-    """What changes as training goes on; saved in every checkpoint."""
-
-    it: int = 0
-    evaluated: int = -1  # the iteration last evaluated and saved (-1: none yet)
-    best_val: float = float("inf")
-    bad_evals: int = 0
-    tokens_seen: int = 0
-    train_time: float = 0.0
-    finished: bool = False
-
-
-@dataclass
-class BudgetClock:
-    """--time-budget: when the plan is made and from which measurements."""
-
-    warm_at: int = 1  # iterations untimed (allocations, kernel choice)
-    warm_time: float | None = None
-    measure: int = 5  # iterations timed after that, at most
-    cap: int | None = None  # an explicit --max-iters: the plan never goes beyond it
-
-
-@dataclass
-class Run:
-    """Everything one training run works with."""
-
-    cfg: config.TrainConfig
-    model_cfg: config.ModelConfig
-    dist: Dist
-    device: torch.device
-    dtype: torch.dtype
-    dtype_why: str
-    model: GPT  # the plain model: its state_dict is what checkpoints hold
-    net: torch.nn.Module  # what the loop calls: the model, compiled and/or wrapped in DDP
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    autocast: object
-    train_batches: Batches
-    val_batches: Batches
-    meta: dict
-    tokenizer_hash: str
-    stats: dict
-    files: RunFiles
-    log: object
-    progress: Progress
-    started: float  # time.perf_counter() when train() began
-    eval_seconds: float = 0.0  # how long the last evaluation and save took
-    in_step: bool = False  # True while parameters are being updated (not a state to save)
-    stop: GracefulStop | None = None
-    budget: BudgetClock = field(default_factory=BudgetClock)
-
-    @property
-    def tokens_per_iter(self) -> int:
-        return (self.cfg.batch_size * self.model_cfg.block_size * self.cfg.grad_accum
-                * self.dist.world_size)
-
-
-def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: Dist, meta: dict,
-              tokenizer: utils.Tokenizer, stats: dict, files: RunFiles, log,
-              started: float) -> Run:
+def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.Dist, meta: dict,
+              tokenizer: utils.Tokenizer, stats: dict, files: tr.RunFiles, log,
+              started: float) -> tr.Run:
     """Device, precision, model, data, optimizer: a run ready for its first step."""
     device, why = utils.select_device(cfg.device)
     device = dist.setup(device)
-    check_device_support(device, model_cfg)
+    tr.check_device_support(device, model_cfg)
     dtype, dtype_why = utils.pick_dtype(device, cfg.dtype, model_cfg)
     log(f"device: {device} ({why})")
     log(f"precision: {utils.dtype_name(dtype)} ({dtype_why})")
@@ -756,207 +208,20 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: Dist
                           device, seed=cfg.seed, bos_id=bos)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
                 else nullcontext())
-    net = maybe_compile(model, cfg, train_batches, autocast, log)
+    net = tr.maybe_compile(model, cfg, train_batches, autocast, log)
     if dist.enabled:
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    return Run(cfg, model_cfg, dist, device, dtype, dtype_why, model, net,
+    return tr.Run(cfg, model_cfg, dist, device, dtype, dtype_why, model, net,
                make_optimizer(model, cfg, device), make_scaler(device, dtype), autocast,
                train_batches, val_batches, meta, tokenizer.hash, stats, files, log,
-               Progress(), started)
+               tr.Progress(), started)
 
 
-def estimate_duration(run: Run) -> None:
-    """Time a few real micro-batches and print how long cfg.max_iters iterations would take."""
-    cfg, model, device = run.cfg, run.model, run.device
-    model.train()
-
-    def micro_step() -> None:
-        x, y = run.train_batches.next(np.random.default_rng(0))
-        with run.autocast:
-            _, loss = model(x, y)
-        loss.backward()
-
-    for _ in range(2):  # warm-up: allocations, kernel choices and the optimizer state
-        micro_step()
-        run.optimizer.step()
-        run.optimizer.zero_grad(set_to_none=True)
-    n = 3
-    utils.sync(device)
-    t0 = time.perf_counter()
-    for _ in range(n):
-        micro_step()
-    utils.sync(device)
-    micro = (time.perf_counter() - t0) / n
-    t0 = time.perf_counter()
-    run.optimizer.step()
-    run.optimizer.zero_grad(set_to_none=True)
-    utils.sync(device)
-    step = time.perf_counter() - t0
-    per_iter = micro * cfg.grad_accum + step
-    # Each evaluation runs a forward pass per batch of each split, about a third of a
-    # training micro-step.
-    splits = {"train": run.train_batches, "val": run.val_batches}
-    eval_batches = sum(math.ceil(len(w) / cfg.batch_size)
-                       for w in eval_windows(splits, cfg).values())
-    evals = cfg.max_iters // cfg.eval_interval + 1
-    total = per_iter * cfg.max_iters + evals * eval_batches * micro / 3
-    hours, rest = divmod(int(total), 3600)
-    run.log(f"expected training time on {device}: about {hours} h {rest // 60} min for "
-            f"{cfg.max_iters:,} iterations (measured {micro:.2f} s per micro-batch of "
-            f"{cfg.batch_size}×{run.train_batches.block_size} tokens, {cfg.grad_accum} per "
-            f"iteration)")
+# -- Training: one step, and the loop -------------------------------------------------------------
 
 
-# ---------------------------------------------------------------------------
-# State: what a checkpoint holds, and getting it back
-# ---------------------------------------------------------------------------
-
-
-def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
-    """Everything needed to continue exactly, and to describe the model later.
-
-    With several processes every rank must call this (gather=True): rank 0 saves every rank's
-    random states and data position.
-    """
-    p = run.progress
-    rng, data_rng = utils.rng_state(), run.train_batches.rng.bit_generator.state
-    ranks = run.dist.gather((rng, data_rng)) if gather else [(rng, data_rng)]
-    return {
-        "format": utils.CHECKPOINT_FORMAT,
-        "model": run.model.state_dict(),
-        "model_config": run.model_cfg.to_dict(),
-        "train_config": run.cfg.to_dict(),
-        "tokenizer_hash": run.tokenizer_hash,
-        "vocab_size": run.model_cfg.vocab_size,
-        "iter": p.it,
-        "evaluated_iter": p.evaluated,
-        "best_val_loss": p.best_val,
-        "bad_evals": p.bad_evals,
-        "finished": p.finished,
-        "metrics": metrics,
-        "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else None,
-        "rng": rng,  # this rank's (rank 0's in the saved file)
-        "rng_ranks": [r for r, _ in ranks],
-        "data_rng": [d for _, d in ranks],
-        "device": str(run.device),
-        "dtype": utils.dtype_name(run.dtype),
-        "dtype_reason": run.dtype_why,
-        "world_size": run.dist.world_size,
-        "tokens_seen": p.tokens_seen,
-        "train_time_s": p.train_time,
-        "init": "random (trained from scratch, no pretrained weights)",
-        "data_stats": run.stats,
-        "meta": run.meta,
-        "torch_version": str(torch.__version__),
-    }
-
-
-def restore(run: Run, state: dict) -> None:
-    """Put a resumed run back exactly where last.pt left it."""
-    try:
-        run.model.load_state_dict(state["model"])
-        run.optimizer.load_state_dict(state["optimizer"])
-    except (RuntimeError, ValueError, KeyError) as e:
-        raise utils.UserError(
-            f"{run.files.last} holds a model or optimizer of another shape than this run "
-            f"builds ({str(e).splitlines()[0][:160]}). Start a new run with --overwrite."
-        ) from e
-    if state.get("scaler") and run.scaler.is_enabled():
-        run.scaler.load_state_dict(state["scaler"])
-    p, rank = run.progress, run.dist.rank
-    p.it, p.best_val = state["iter"], state["best_val_loss"]
-    p.evaluated = state.get("evaluated_iter", p.it)  # older checkpoints: saved by evaluations
-    p.bad_evals = state.get("bad_evals", 0)
-    p.tokens_seen = state.get("tokens_seen", 0)
-    p.train_time = state.get("train_time_s", 0.0)
-    rngs = state.get("rng_ranks") or [state["rng"]]
-    if rank < len(rngs):
-        utils.set_rng_state(rngs[rank])
-    else:  # saved by fewer processes: this rank starts fresh, but differently from the others
-        utils.set_seed(run.cfg.seed + rank + 7919 * p.it)
-    data_rng = state["data_rng"]
-    if rank < len(data_rng):
-        run.train_batches.rng.bit_generator.state = data_rng[rank]
-    else:
-        run.train_batches.rng = np.random.default_rng(run.cfg.seed + rank + 7919 * p.it)
-    if run.dist.master:  # drop log rows written after the saved state
-        rows = [r for r in utils.read_train_log(run.files.log) if r["iter"] <= p.it]
-        utils.atomic_write_text(run.files.log, "".join(json.dumps(r) + "\n" for r in rows))
-    run.log(f"resuming from {run.files.last} at iteration {p.it}")
-
-
-def evaluate_and_save(run: Run) -> bool:
-    """Evaluate on rank 0, save last.pt (and best_model.pt when val improved); True when
-    early stopping says stop (on every rank)."""
-    start, p, cfg = time.perf_counter(), run.progress, run.cfg
-    metrics, improved, stop = {}, False, False
-    if run.dist.master:
-        metrics = evaluate(run.model, {"train": run.train_batches, "val": run.val_batches},
-                           cfg, run.autocast, run.meta, run.stop)
-        improved = metrics["val_loss"] < p.best_val
-        if improved:
-            p.best_val, p.bad_evals = metrics["val_loss"], 0
-        else:
-            p.bad_evals += 1
-        append_log(run.files.log, {"type": "eval", "iter": p.it, **metrics,
-                                   "time_s": round(p.train_time, 2)})
-        run.log(f"eval  iter {p.it:>6} | train {metrics['train_loss']:.4f} | "
-                f"val {metrics['val_loss']:.4f} | ppl {metrics['val_ppl']:.2f} | "
-                f"bpc {metrics['val_bpc']:.3f}{' | best' if improved else ''}")
-        stop = cfg.patience > 0 and p.bad_evals >= cfg.patience
-    stop = run.dist.any(stop)
-    p.finished = stop or p.it >= cfg.max_iters
-    p.evaluated = p.it
-    state = checkpoint_state(run, metrics)  # every rank takes part in the gathering
-    if run.dist.master:
-        utils.atomic_save(state, run.files.last)
-        if improved:
-            utils.atomic_save(state, run.files.best)
-        if run.files.staged and p.it > 0:
-            run.files.promote()
-            run.log(f"the new run has trained: its files now replace the old ones in "
-                    f"{run.files.out_dir}")
-    run.eval_seconds = time.perf_counter() - start
-    return stop
-
-
-# ---------------------------------------------------------------------------
-# Training
-# ---------------------------------------------------------------------------
-
-
-class GracefulStop:
-    """Ctrl-C once: finish the current step, save last.pt, exit. Twice: stop at once.
-
-    Only for a single process in the main thread; under torchrun Ctrl-C stops at once (the
-    ranks could not agree on a step to stop after without a collective per step).
-    """
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled and threading.current_thread() is threading.main_thread()
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self) -> GracefulStop:
-        if self.enabled:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def _handler(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("stopping after this step (press Ctrl-C again to stop at once)…",
-                   file=sys.stderr)
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def train_step(run: Run) -> torch.Tensor:
+def train_step(run: tr.Run) -> torch.Tensor:
     """One optimizer step: grad_accum micro-batches under autocast, clipping, AdamW.
 
     Returns the step's mean loss as a tensor on the device: reading it (.item()) would make
@@ -983,17 +248,52 @@ def train_step(run: Run) -> torch.Tensor:
     return loss_sum / cfg.grad_accum
 
 
-def train_loop(run: Run) -> int:
+def evaluate_and_save(run: tr.Run) -> bool:
+    """Evaluate on rank 0, save last.pt (and best_model.pt when val improved); True when
+    early stopping says stop (on every rank)."""
+    start, p, cfg = time.perf_counter(), run.progress, run.cfg
+    metrics, improved, stop = {}, False, False
+    if run.dist.master:
+        metrics = evaluate(run.model, {"train": run.train_batches, "val": run.val_batches},
+                           cfg, run.autocast, run.meta, run.stop)
+        improved = metrics["val_loss"] < p.best_val
+        if improved:
+            p.best_val, p.bad_evals = metrics["val_loss"], 0
+        else:
+            p.bad_evals += 1
+        tr.append_log(run.files.log, {"type": "eval", "iter": p.it, **metrics,
+                                      "time_s": round(p.train_time, 2)})
+        run.log(f"eval  iter {p.it:>6} | train {metrics['train_loss']:.4f} | "
+                f"val {metrics['val_loss']:.4f} | ppl {metrics['val_ppl']:.2f} | "
+                f"bpc {metrics['val_bpc']:.3f}{' | best' if improved else ''}")
+        stop = cfg.patience > 0 and p.bad_evals >= cfg.patience
+    stop = run.dist.any(stop)
+    p.finished = stop or p.it >= cfg.max_iters
+    p.evaluated = p.it
+    state = tr.checkpoint_state(run, metrics)  # every rank takes part in the gathering
+    if run.dist.master:
+        utils.atomic_save(state, run.files.last)
+        if improved:
+            utils.atomic_save(state, run.files.best)
+        if run.files.staged and p.it > 0:
+            run.files.promote()
+            run.log(f"the new run has trained: its files now replace the old ones in "
+                    f"{run.files.out_dir}")
+    run.eval_seconds = time.perf_counter() - start
+    return stop
+
+
+def train_loop(run: tr.Run) -> int:
     """Evaluate and save, step, log until max_iters (or early stopping); the exit status.
 
     The evaluation runs inside the loop, at iteration 0, every eval_interval steps and at the
-    last step; one that was cut short by Ctrl-C runs again when the run is resumed. The
-    device is read once per logged step, not once per step: the loss and a flag that
-    remembers any non-finite loss stay on it in between.
+    last step; one cut short by Ctrl-C runs again when the run is resumed. The device is read
+    once per logged step, not once per step: the loss and a flag that remembers any
+    non-finite loss stay on it in between.
     """
-    cfg, p, master = run.cfg, run.progress, run.dist.master
+    cfg, p = run.cfg, run.progress
     bar = tqdm(total=cfg.max_iters, initial=p.it, desc="training", unit="it",
-               dynamic_ncols=True, disable=None if master else True)
+               dynamic_ncols=True, disable=None if run.dist.master else True)
     nonfinite = torch.zeros((), dtype=torch.bool, device=run.device)
     clock, steps = time.perf_counter(), 0
     while True:
@@ -1015,9 +315,12 @@ def train_loop(run: Run) -> int:
         p.it, p.tokens_seen, steps = p.it + 1, p.tokens_seen + run.tokens_per_iter, steps + 1
         bar.update(1)
         if cfg.time_budget > 0 and not cfg.resume:
-            plan_time_budget(run, bar)
-        evaluating = p.it % cfg.eval_interval == 0 or p.it >= cfg.max_iters
-        if p.it % cfg.log_interval == 0 or evaluating:
+            # --time-budget: after a few timed steps, max_iters is planned once, here.
+            planned = tr.plan_time_budget(run, bar)
+            if planned is not None:
+                cfg = run.cfg = planned
+        last_step = p.it >= cfg.max_iters
+        if p.it % cfg.log_interval == 0 or p.it % cfg.eval_interval == 0 or last_step:
             utils.sync(run.device)
             now = time.perf_counter()
             p.train_time += now - clock
@@ -1025,158 +328,63 @@ def train_loop(run: Run) -> int:
             clock, steps = now, 0
             if run.dist.any(bool(nonfinite)):
                 bar.close()
-                return stop_on_nonfinite(run, loss.item())
+                return tr.stop_on_nonfinite(run, loss.item())
             value = loss.item()
             bar.set_postfix(loss=f"{value:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
-            if master:
-                append_log(run.files.log, {
+            if run.dist.master:
+                tr.append_log(run.files.log, {
                     "type": "train", "iter": p.it, "loss": value, "lr": lr,
                     "tokens_per_s": round(tok_s, 1), "time_s": round(p.train_time, 2)})
     bar.close()
     return 0
 
 
-def plan_time_budget(run: Run, bar: tqdm) -> None:
-    """After a few timed steps, set max_iters so that the run ends within --time-budget."""
-    cfg, p = run.cfg, run.progress
-    clock = run.budget
-    if clock.warm_time is None:
-        if p.it >= clock.warm_at:
-            utils.sync(run.device)
-            clock.warm_time, clock.warm_at = time.perf_counter(), p.it
-        return
-    if clock.measure <= 0:
-        return
-    budget = cfg.time_budget * 60
-    utils.sync(run.device)
-    now = time.perf_counter()
-    timed = p.it - clock.warm_at
-    enough = timed >= clock.measure or (not run.dist.enabled
-                                         and now - clock.warm_time >= 0.05 * budget)
-    if not enough:
-        return
-    clock.measure = 0
-    per_iter = (now - clock.warm_time) / timed
-    per_eval = run.eval_seconds  # the iteration-0 evaluation and its save
-    left = budget - (now - run.started) - per_eval  # the final evaluation always runs
-    # n iterations cost n·per_iter, plus one evaluation every eval_interval of them.
-    n = max(0, int(left / (per_iter + per_eval / cfg.eval_interval)))
-    planned = run.dist.min(p.it + n if clock.cap is None else min(p.it + n, clock.cap))
-    cfg.max_iters = planned
-    if cfg.warmup_iters > planned // 5:
-        cfg.warmup_iters = planned // 5
-    bar.total = planned
-    bar.refresh()
-    end = time.strftime("%H:%M", time.localtime(time.time() + max(0.0, left)))
-    run.log(f"time budget {cfg.time_budget:g} min: {per_iter:.2f} s per iteration and "
-            f"{per_eval:.1f} s per evaluation measured; training for {planned:,} iterations "
-            f"(evaluation every {cfg.eval_interval}, warm-up {cfg.warmup_iters}), ending "
-            f"about {end}")
-
-
-def stop_on_nonfinite(run: Run, loss: float) -> int:
-    """The loss became NaN or infinite: stop before anything is saved; exit status 1."""
-    kept = ("the previous model is untouched" if run.files.staged
-            else f"{run.files.last} keeps the last good state (its last evaluation)")
-    run.log(f"error: the loss became {loss} by iteration {run.progress.it}. Training stopped; "
-            f"{kept}. Try a lower --lr, or --dtype float32.")
-    return 1
-
-
-def interrupted(run: Run) -> int:
-    """Ctrl-C: save what can be saved and say how to go on; exit status 130."""
-    p, files = run.progress, run.files
-    if files.staged:
-        message = (f"interrupted at iteration {p.it}, before this run's first evaluation: "
-                   f"nothing of it was kept, and the model in {files.out_dir} is untouched.")
-    elif run.in_step:
-        message = (f"stopped in the middle of a step at iteration {p.it}: that state is not "
-                   f"saved; {files.last} keeps its last save.")
-    else:
-        if run.dist.master:
-            # No collective here: the other ranks may be gone already.
-            utils.atomic_save(checkpoint_state(run, {}, gather=False), files.last)
-        message = f"interrupted at iteration {p.it}; saved {files.last}."
-    if run.dist.master:
-        paths = "".join(f" {flag(k)} {getattr(run.cfg, k)}"
-                        for k in ("data_dir", "tokenizer_dir", "out_dir")
-                        if getattr(run.cfg, k) != getattr(config.TrainConfig, k))
-        again = ("Run the same command to start again." if files.staged
-                 else f"Continue with: python 03_train.py --resume{paths}")
-        print(f"\n{message} {again}", file=sys.stderr)
-    return 130
-
-
-def train(cfg: config.TrainConfig, shape: dict, explicit: set[str], dist: Dist,
+def train(cfg: config.TrainConfig, shape: dict, explicit: set[str], dist: tr.Dist,
           estimate: bool = False) -> int:
+    """Set up (inputs, settings, device, model, data, optimizer), then the loop."""
     started = time.perf_counter()
     log = tqdm.write if dist.master else (lambda *a, **k: None)
-    tokenizer, meta, stats = load_inputs(cfg)
-    files = run_files(cfg, estimate)
-    state = load_resume_state(files.last, tokenizer) if cfg.resume else None
-    cfg, model_cfg = resolve_configs(cfg, shape, explicit, tokenizer, meta, state, log)
+    cfg, model_cfg, state, files, (tokenizer, meta, stats) = tr.start(cfg, shape, explicit,
+                                                                     estimate, log)
     run = build_run(cfg, model_cfg, dist, meta, tokenizer, stats, files, log, started)
     if "max_iters" in explicit:
-        run.budget.cap = cfg.max_iters
+        run.budget.cap = cfg.max_iters  # --time-budget never plans beyond an explicit max
     if estimate:
-        estimate_duration(run)
+        splits = {"train": run.train_batches, "val": run.val_batches}
+        tr.estimate_duration(run, sum(math.ceil(len(w) / cfg.batch_size)
+                                      for w in eval_windows(splits, cfg).values()))
         return 0
-    changes = "".join(f", {flag(k)} {v}" for k, v in shape.items()) if state is None else ""
-    log(f"model: preset {cfg.preset}{changes}: {run.model.num_params() / 1e6:.2f}M "
-        f"parameters, context {model_cfg.block_size}, vocab {model_cfg.vocab_size}"
-        f"{', gradient checkpointing' if model_cfg.gradient_checkpointing else ''}")
-    log(f"batch: {cfg.batch_size} × {cfg.grad_accum} accumulation × {dist.world_size} "
-        f"process(es) = {run.tokens_per_iter:,} tokens per iteration; "
-        f"train.bin {meta['train_tokens']:,} tokens")
+    tr.describe(run, shape, resumed=state is not None)
     if state is not None:
-        restore(run, state)
+        tr.restore(run, state)
     elif dist.master:
         files.start()
     try:
-        with GracefulStop(enabled=not dist.enabled) as run.stop:
+        with tr.GracefulStop(enabled=not dist.enabled) as run.stop:
             try:
                 status = train_loop(run)
             except KeyboardInterrupt:
-                return interrupted(run)
+                return tr.interrupted(run)
     finally:
         if dist.master:
             files.discard()  # a staged run that never replaced the old files leaves nothing
-    if dist.master and not files.staged:
-        if plot_loss_curve(files.log, files.png):
-            log(f"loss curve: {files.png}")
-        if status == 0:
-            best = run.progress.best_val
-            log(f"done: {run.progress.it} iterations in {run.progress.train_time:.0f} s; best "
-                f"val loss {best:.4f} (perplexity {math.exp(min(best, 50)):.2f}); checkpoint "
-                f"{files.best}")
-            log("next: python 04_evaluate.py   |   python quick_test.py   |   python app.py")
+    tr.finish(run, status)
     return status
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    estimate = args.__dict__.pop("estimate")
-    status, summary = args.__dict__.pop("status"), args.__dict__.pop("summary")
-    dist = Dist()
+    args = tr.build_parser().parse_args(argv)
+    estimate, status, summary = (args.__dict__.pop(k) for k in ("estimate", "status", "summary"))
+    dist = tr.Dist()
 
     def work() -> int:
-        if status or summary:
-            out_dir = Path(args.out_dir or config.TrainConfig.out_dir)
-            if summary:
-                print_summary(out_dir)
-            else:
-                tok = Path(args.tokenizer_dir or config.TrainConfig.tokenizer_dir)
-                print("\t".join(model_status(out_dir, tok, args.preset, args.max_iters)))
+        if status or summary:  # what a folder holds: run_pipeline.sh asks this
+            tr.print_folder(args, summary)
             return 0
-        cfg, shape, explicit = parse_config(args)
-        check_train_config(cfg)
+        cfg, shape, explicit = tr.parse_config(args)
+        tr.check_train_config(cfg)
         if cfg.plot:
-            out = Path(cfg.out_dir)
-            if not plot_loss_curve(out / "train_log.jsonl", out / "loss_curve.png"):
-                raise utils.UserError(f"no training log with rows at {out / 'train_log.jsonl'}; "
-                                      f"train first: python 03_train.py")
-            print(f"wrote {out / 'loss_curve.png'}")
+            tr.plot_only(cfg)
             return 0
         return train(cfg, shape, explicit, dist, estimate)
 

@@ -75,18 +75,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # ---------------------------------------------------------------------------
 
 
-def read_lines(path: Path, data_dir: str) -> list[str]:
-    if not path.is_file():
-        raise utils.UserError(f"no {path}. Make it with: python 01_prepare_data.py "
-                              f"--data-dir {data_dir}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise utils.UserError(f"{path} is not UTF-8 text ({e.reason}). Re-create it with: "
-                              f"python 01_prepare_data.py --data-dir {data_dir}") from e
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def spread(lines: list[str], limit: int, size=lambda line: 1) -> list[str]:
     """At most `limit` of the lines (counted in `size` units: lines, or characters), every
     k-th one: an even spread of a file whose order means something (Leipzig files are
@@ -125,8 +113,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     model, ckpt, tokenizer = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer,
                                                             device)
     processed = Path(args.data_dir) / "processed"
-    val = spread(read_lines(processed / "val.txt", args.data_dir), args.max_sentences)
-    train = spread(read_lines(processed / "train.txt", args.data_dir), args.ngram_max_chars,
+    val = spread(utils.read_sentences(processed / "val.txt", args.data_dir), args.max_sentences)
+    train = spread(utils.read_sentences(processed / "train.txt", args.data_dir), args.ngram_max_chars,
                    size=lambda s: len(s) + 1)
     if not val:
         raise utils.UserError(f"{processed / 'val.txt'} holds no sentences. Re-create it with: "

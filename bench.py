@@ -61,6 +61,7 @@ import torch
 import config
 import utils
 from model import GPT
+from tatargpt import training_run
 
 SECTIONS = ("peak", "train", "loop", "generate", "memory")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -269,14 +270,14 @@ def loop_throughput(cfg: config.ModelConfig, batch: int, grad_accum: int, steps:
         batches = train_mod.Batches(data, cfg.block_size, batch, device, seed=0)
         torch.manual_seed(0)
         model = GPT(cfg).to(device).train()
-        dist = train_mod.Dist()
+        dist = training_run.Dist()
         dist.enabled = False
         autocast = autocast_for(device, {v: k for k, v in PRECISIONS.items()}[dtype])
-        run = train_mod.Run(
+        run = training_run.Run(
             tc, cfg, dist, device, dtype, why, model, model,
             train_mod.make_optimizer(model, tc, device), train_mod.make_scaler(device, dtype),
-            autocast, batches, batches, {}, "", {}, train_mod.RunFiles(Path(tmp), False),
-            lambda *a: None, train_mod.Progress(), time.perf_counter())
+            autocast, batches, batches, {}, "", {}, training_run.RunFiles(Path(tmp), False),
+            lambda *a: None, training_run.Progress(), time.perf_counter())
         times = timed(lambda: train_mod.train_step(run), warmup=2, repeats=steps, device=device)
     tokens = batch * cfg.block_size * grad_accum
     return {"precision": utils.dtype_name(dtype), "why": why, "grad_accum": grad_accum,

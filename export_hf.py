@@ -35,7 +35,6 @@ quick_test.py and app.py demo an exported or downloaded model as they do a check
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -401,7 +400,7 @@ def model_card(ckpt: dict, model, family: str, evaluation: dict | None) -> str:
     val_loss = ckpt.get("best_val_loss", float("nan"))
     rows = [
         ("validation loss (nats per token)", f"{val_loss:.4f}"),
-        ("validation perplexity", f"{math.exp(min(val_loss, 50)):.2f}"),
+        ("validation perplexity", f"{utils.nats_to_ppl(val_loss):.2f}"),
     ]
     if "val_bpc" in metrics:
         rows.append(("validation bits per character", f"{metrics['val_bpc']:.3f}"))

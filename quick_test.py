@@ -80,16 +80,7 @@ def print_samples(model: GPT, tokenizer: utils.Tokenizer, max_new_tokens: int,
 
 
 def held_out_sentences(data_dir: Path, n: int) -> list[str]:
-    val = data_dir / "processed" / "val.txt"
-    if not val.is_file():
-        return []
-    try:
-        with open(val, encoding="utf-8") as f:
-            lines = [line.strip() for _, line in zip(range(n), f, strict=False)]
-    except UnicodeDecodeError as e:
-        raise utils.UserError(f"{val} is not UTF-8 text ({e.reason}). Re-create it with: "
-                              f"python 01_prepare_data.py --data-dir {data_dir}") from e
-    return [line for line in lines if line]
+    return utils.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
 
 
 def print_perplexities(model: GPT, tokenizer: utils.Tokenizer, sentences: list[str]) -> float:
@@ -193,7 +184,7 @@ def check_generation(samples: list[str], val_ppl: float, ckpt: dict, vocab_size:
     """Most samples go on in Tatar, and the model beats uniform guessing by 10× or more."""
     cyrillic = sum(1 for s in samples if any("\u0400" <= c <= "\u04ff" for c in s))
     best = ckpt.get("best_val_loss", float("nan"))
-    best_ppl = math.exp(min(best, 50))
+    best_ppl = utils.nats_to_ppl(best)
     # A sample may end at once with "." and <eos>; half of them must still continue in Tatar.
     ok = cyrillic >= len(samples) / 2 and best_ppl < vocab_size / 10
     ppl_text = f"{val_ppl:.1f}" if math.isfinite(val_ppl) else "n/a"

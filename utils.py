@@ -170,6 +170,31 @@ def read_json(path: str | Path, remedy: str) -> dict:
     return data
 
 
+def read_sentences(path: str | Path, data_dir: str | Path = "data", limit: int | None = None,
+                   required: bool = True) -> list[str]:
+    """The non-empty lines of a corpus text file (val.txt, train.txt), stripped; at most
+    `limit` of them. A missing file is an error naming the command that makes it (or no
+    lines when `required` is False); so is a file that is not UTF-8."""
+    path = Path(path)
+    remedy = f"python 01_prepare_data.py --data-dir {data_dir}"
+    if not path.is_file():
+        if not required:
+            return []
+        raise UserError(f"no {path}. Make it with: {remedy}")
+    lines: list[str] = []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if limit is not None and len(lines) >= limit:
+                    break
+                if line.strip():
+                    lines.append(line.strip())
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason}). Re-create it with: "
+                        f"{remedy}") from e
+    return lines
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -828,9 +853,10 @@ def _lines(text: str | Path | list[str]) -> str | list[str]:
     return text
 
 
-def nats_to_ppl(nats: float, tokens: int) -> float:
-    """Perplexity from a total negative log-likelihood in nats over `tokens` tokens."""
-    return math.exp(nats / max(1, tokens))
+def nats_to_ppl(nats: float, tokens: int = 1) -> float:
+    """Perplexity from a total negative log-likelihood in nats over `tokens` tokens (a mean
+    loss per token with the default tokens=1). Capped at e^50: beyond that it says nothing."""
+    return math.exp(min(nats / max(1, tokens), 50.0))
 
 
 def nats_to_bpc(nats: float, chars: int) -> float:
@@ -873,7 +899,7 @@ def model_card(ckpt: dict, model) -> dict[str, str]:
         else "?",
         "tokens seen": f"{ckpt.get('tokens_seen', 0):,}",
         "best val loss": f"{best:.4f}",
-        "val perplexity": f"{math.exp(min(best, 50)):.2f}",
+        "val perplexity": f"{nats_to_ppl(best):.2f}",
         "val bits per char": f"{metrics['val_bpc']:.3f}" if "val_bpc" in metrics else "?",
         "trained on": f"{ckpt.get('device', '?')}, {ckpt.get('dtype', '?')} precision, "
                       f"{ckpt.get('world_size', 1)} process(es), "

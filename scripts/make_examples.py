@@ -128,7 +128,7 @@ def checkpoint_table(ckpt: dict, model, args: argparse.Namespace) -> list[str]:
                         f"{mc.block_size}-token windows" if "eval_tokens" in metrics else
                         f"{cfg.get('eval_iters', '?')} batches of {mc.block_size}-token "
                         f"windows of val.bin")),
-        ("val perplexity", fmt(math.exp(min(val_loss, 50.0)) if val_loss is not None else None,
+        ("val perplexity", fmt(utils.nats_to_ppl(val_loss) if val_loss is not None else None,
                                ".2f")),
         ("val bits per character", fmt(metrics.get("val_bpc"), ".3f")),
         ("examples generated on", f"{args.device}, seed {args.seed}"),
@@ -159,17 +159,7 @@ def generation_section(model, tok, args: argparse.Namespace, utils) -> list[str]
 
 
 def val_lines(data_dir: Path, n: int) -> list[str]:
-    path = data_dir / "processed" / "val.txt"
-    if not path.is_file():
-        return []
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                out.append(line.strip())
-            if len(out) >= n:
-                break
-    return out
+    return utils.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
 
 
 def shuffled(sentence: str, rng: random.Random) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import shlex
 import sys
 from pathlib import Path
@@ -111,7 +110,7 @@ def results(ckpt: dict, model, evaluation: dict | None, log: list[dict]) -> list
                    f"({ckpt.get('dtype_reason', 'reason not recorded')}), "
                    f"{ckpt.get('train_time_s', 0):.0f} s of training steps"),
         ("val loss / perplexity", f"{val_loss:.4f} nats per token / "
-                                  f"{math.exp(min(val_loss, 50)):.2f}"),
+                                  f"{utils.nats_to_ppl(val_loss):.2f}"),
         ("val bits per character (training windows)", f"{metrics.get('val_bpc', float('nan')):.3f}"),
     ]
     if evaluation:

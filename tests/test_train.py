@@ -24,6 +24,7 @@ import config
 import utils
 from conftest import load_script
 from model import GPT
+from tatargpt import training_run
 
 ROOT = Path(__file__).resolve().parent.parent
 train_mod = load_script("03_train.py")
@@ -322,7 +323,7 @@ def test_dist_any_builds_its_flag_on_the_training_device(monkeypatch):
         raise Reduced  # a meta tensor has no value to read back
 
     monkeypatch.setattr(torch.distributed, "all_reduce", all_reduce)
-    dist = train_mod.Dist()
+    dist = training_run.Dist()
     dist.enabled, dist.device = True, torch.device("meta")
     for call in (lambda: dist.any(True), lambda: dist.min(5)):
         with pytest.raises(Reduced):
@@ -362,16 +363,16 @@ def test_torchrun_on_apple_mps_is_refused(monkeypatch):
     monkeypatch.setattr(torch.distributed, "init_process_group",
                         lambda **k: pytest.fail("must refuse before joining a group"))
     with pytest.raises(utils.UserError, match="cannot all-reduce MPS tensors"):
-        train_mod.Dist().setup(torch.device("mps"))
+        training_run.Dist().setup(torch.device("mps"))
 
 
 def test_checkpointing_with_dropout_on_mps_is_refused():
     mps = torch.device("mps")
     with_dropout = config.get_preset("small", gradient_checkpointing=True)
     with pytest.raises(utils.UserError, match="does not restore the MPS random state"):
-        train_mod.check_device_support(mps, with_dropout)
-    train_mod.check_device_support(mps, replace(with_dropout, dropout=0.0))
-    train_mod.check_device_support(torch.device("cpu"), with_dropout)
+        training_run.check_device_support(mps, with_dropout)
+    training_run.check_device_support(mps, replace(with_dropout, dropout=0.0))
+    training_run.check_device_support(torch.device("cpu"), with_dropout)
 
 
 def test_fused_adamw_only_on_cuda():
@@ -408,14 +409,14 @@ def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatc
 def test_ranks_get_their_own_dropout_seeds(tiny_data, tmp_path, monkeypatch):
     seeds = []
     monkeypatch.setattr(utils, "set_seed", seeds.append)
-    dist = train_mod.Dist()
+    dist = training_run.Dist()
     dist.rank = 1
     cfg = config.get_train_config("tiny", data_dir=str(tiny_data.data_dir),
                                   tokenizer_dir=str(tiny_data.tokenizer_dir), device="cpu")
     tok = utils.load_tokenizer(tiny_data.tokenizer_dir)
     meta = utils.check_token_files(tiny_data.data_dir, tiny_data.tokenizer_dir)
     model_cfg = config.get_preset("tiny", vocab_size=tok.vocab_size)
-    train_mod.build_run(cfg, model_cfg, dist, meta, tok, {}, train_mod.RunFiles(tmp_path, False),
+    train_mod.build_run(cfg, model_cfg, dist, meta, tok, {}, training_run.RunFiles(tmp_path, False),
                         lambda *a: None, 0.0)
     assert seeds == [cfg.seed, cfg.seed + 1]  # the same initial weights, then its own masks
 
@@ -621,6 +622,23 @@ def test_ctrl_c_during_an_evaluation_stops_at_the_next_batch(tiny_data, tmp_path
     monkeypatch.setattr(GPT, "forward", real_forward)
     assert run_train(tiny_data, out, "--max-iters", "4", "--eval-iters", "50", "--resume") == 0
     assert [r["iter"] for r in evals(out)] == [0, 4]  # iteration 0 evaluated on resuming
+
+
+def test_a_checkpoint_saved_before_evaluated_iter_existed_still_resumes(tiny_data, trained_out,
+                                                                          tmp_path, capsys):
+    """Checkpoints written before the loop recorded its last evaluation (no "evaluated_iter")
+    were always saved by an evaluation: they count as evaluated, load and resume."""
+    old = tmp_path / "old"
+    shutil.copytree(trained_out, old)
+    for name in ("last.pt", "best_model.pt"):
+        state = torch.load(old / name, weights_only=True)
+        del state["evaluated_iter"]
+        torch.save(state, old / name)
+    assert status(capsys, old, tiny_data.tokenizer_dir, "--preset", "tiny")[0] == "done"
+    model, _ = utils.load_model(old / "best_model.pt")
+    assert model.config.n_layer == 3
+    assert run_train(tiny_data, old, "--resume", "--max-iters", "6") == 0
+    assert [r["iter"] for r in evals(old)][-2:] == [4, 6]  # no second evaluation of iteration 4
 
 
 def test_an_evaluation_reads_each_val_token_at_most_once(tiny_data):
