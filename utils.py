@@ -1,6 +1,7 @@
 """Helpers shared by the stage scripts, quick_test.py, app.py and the notebook.
 
-- errors: `UserError`, `describe_os_error`, `run_cli` (one way to fail, in every script)
+- errors: `UserError`, `describe_os_error`, `run_cli` (one way to fail, in every script;
+  defined in tatargpt/errors.py)
 - files: `atomic_path` and the atomic writers built on it, hashes
 - tokenizer: `load_tokenizer`, the checks that token files match the tokenizer
 - device and precision: `select_device`, `pick_dtype`, `sync`, seeds and random states
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import functools
 import hashlib
 import json
@@ -23,74 +23,19 @@ import re
 import sys
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import config
+from tatargpt import hf_format
+from tatargpt.errors import UserError, describe_os_error, run_cli  # noqa: F401  (utils.UserError etc.)
 
 DEFAULT_CHECKPOINT = "models/best_model.pt"
 DEFAULT_TOKENIZER = "tokenizer"
 CHECKPOINT_FORMAT = "tatar-gpt/1"
-
-
-# ---------------------------------------------------------------------------
-# Errors: what the user can fix is one line on stderr and an exit code, never a traceback
-# ---------------------------------------------------------------------------
-
-
-class UserError(Exception):
-    """A problem the user can fix; scripts print the message (no traceback) and exit 2."""
-
-
-_OS_ADVICE = {
-    errno.ENOSPC: "The disk is full: free some space, or choose another folder, and run again.",
-    errno.EDQUOT: "The disk quota is used up: free some space and run again.",
-    errno.EROFS: "That folder is read-only: choose a writable one with the path flags "
-                 "(--data-dir, --tokenizer-dir, --out-dir).",
-    errno.EACCES: "No permission to use that path: choose a folder you own, or fix its "
-                  "permissions.",
-    errno.EPERM: "The system does not allow this: choose another folder.",
-    errno.ENOTDIR: "A file stands where a folder is needed: move it away or choose another "
-                   "path.",
-    errno.EISDIR: "A folder stands where a file is needed: move it away or choose another path.",
-    errno.ENOENT: "No such file or folder: check the path.",
-    errno.EEXIST: "Something is already there (a file where a folder should be?): move it "
-                  "away or choose another path.",
-}
-
-
-def describe_os_error(e: OSError) -> str:
-    """One readable sentence for a filesystem error: what failed, where, and what to do."""
-    where = f" {e.filename}" if e.filename else ""
-    what = e.strerror or str(e) or type(e).__name__
-    advice = _OS_ADVICE.get(e.errno, "Check the path and the disk, and run again.")
-    return f"cannot use{where}: {what}. {advice}"
-
-
-def run_cli(fn: Callable[[], int], interrupted: str = "nothing was changed") -> int:
-    """Run a script's work; expected failures become one line on stderr and an exit code.
-
-    UserError → exit 2 (the input or a flag is wrong); OSError → exit 1 (the disk or a folder
-    is the problem); Ctrl-C → exit 130 with `interrupted` (what state the files are in).
-    Anything else is a bug and keeps its traceback.
-    """
-    try:
-        return fn()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; {interrupted}.", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # the reader of our output left (| head): nothing more to say
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except OSError as e:
-        print(f"error: {describe_os_error(e)}", file=sys.stderr)
-        return 1
 
 
 # ---------------------------------------------------------------------------
@@ -628,17 +573,15 @@ def load_exported(folder: Path) -> tuple[dict, dict]:
 
     Needs safetensors only, not transformers: the weights are renamed back to ours.
     """
-    import export_hf
-
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise UserError(f"{folder} is a folder but holds no config.json: give a checkpoint "
                         f"file (models/best_model.pt) or a folder written by export_hf.py")
     hf_config = read_json(config_path, "python export_hf.py")
-    meta = hf_config.get(export_hf.METADATA_KEY)
+    meta = hf_config.get(hf_format.METADATA_KEY)
     if not isinstance(meta, dict) or "model_config" not in meta:
         raise UserError(f"{folder} is a transformers model, but not one exported by "
-                        f"export_hf.py (its config.json has no {export_hf.METADATA_KEY!r} "
+                        f"export_hf.py (its config.json has no {hf_format.METADATA_KEY!r} "
                         f"section), so this course cannot rebuild it")
     weights = folder / "model.safetensors"
     if not weights.is_file():
@@ -652,7 +595,7 @@ def load_exported(folder: Path) -> tuple[dict, dict]:
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{weights} is damaged ({e}); export or download it again") from e
     cfg = config.ModelConfig.from_dict(meta["model_config"])
-    state = export_hf.from_hf(hf_state, export_hf.family_of(cfg), cfg)
+    state = hf_format.from_hf(hf_state, hf_format.family_of(cfg), cfg)
     ckpt = {"format": CHECKPOINT_FORMAT, **meta, "exported_from": meta.get("checkpoint"),
             "tokenizer_dir": str(folder)}
     return ckpt, state
