@@ -127,6 +127,10 @@ def eval_windows(splits: dict[str, Batches], cfg: config.TrainConfig) -> dict[st
     return starts
 
 
+def eval_batches(windows: dict[str, np.ndarray], batch_size: int) -> int:
+    return sum(math.ceil(len(w) / batch_size) for w in windows.values())
+
+
 @torch.no_grad()
 def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, autocast,
              meta: dict, stop: tr.GracefulStop | None = None) -> dict:
@@ -137,8 +141,7 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
     model.eval()
     out = {}
     windows = eval_windows(splits, cfg)
-    n_batches = sum(math.ceil(len(w) / cfg.batch_size) for w in windows.values())
-    bar = tqdm(total=n_batches, desc="evaluating", unit="batch", leave=False, delay=3,
+    bar = tqdm(total=eval_batches(windows, cfg.batch_size), desc="evaluating", unit="batch", leave=False, delay=3,
                dynamic_ncols=True, disable=None)
     for name, batches in splits.items():
         total = torch.zeros((), device=batches.device)  # summed on the device: one read
@@ -351,8 +354,7 @@ def train(cfg: config.TrainConfig, shape: dict, explicit: set[str], dist: tr.Dis
         run.budget.cap = cfg.max_iters  # --time-budget never plans beyond an explicit max
     if estimate:
         splits = {"train": run.train_batches, "val": run.val_batches}
-        tr.estimate_duration(run, sum(math.ceil(len(w) / cfg.batch_size)
-                                      for w in eval_windows(splits, cfg).values()))
+        tr.estimate_duration(run, eval_batches(eval_windows(splits, cfg), cfg.batch_size))
         return 0
     tr.describe(run, shape, resumed=state is not None)
     if state is not None:
