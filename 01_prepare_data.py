@@ -57,7 +57,7 @@ from tqdm import tqdm
 import config
 import utils
 from config import DataConfig
-from tatargpt import leipzig
+from tatargpt import fileio, leipzig
 from tatargpt.corpus_sources import KeptExisting, Source, gather_sources, read_lines
 from tatargpt.corpus_stats import DROP_REASONS, build_stats, print_summary
 
@@ -254,7 +254,7 @@ def prepare(sources: list[Source], processed: Path, cfg: DataConfig, extra_stats
     names = ("train.txt", "val.txt", "stats.json")  # stats last: it marks a complete set
     final = {name: processed / name for name in names}
     resplit = processed / "train.txt.resplit.tmp"
-    with utils.atomic_paths([final[n] for n in names]) as tmps:
+    with fileio.atomic_paths([final[n] for n in names]) as tmps:
         tmp = dict(zip(names, tmps, strict=True))
         out = SplitWriter(tmp["train.txt"], tmp["val.txt"])
         cut = fraction_cut(cfg.val_fraction)

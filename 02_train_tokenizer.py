@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 import config
 import utils
+from tatargpt import fileio
 
 # 256 byte symbols + the special tokens + room for at least a few dozen merges.
 MIN_VOCAB_SIZE = 300
@@ -256,7 +257,7 @@ def read_prepare_stats(processed: Path) -> dict | None:
 def write_tokenizer_config(path: Path, tok: utils.Tokenizer, requested: int,
                            min_frequency: int, train: SplitStats, prepare_stats: dict | None,
                            quality: dict) -> None:
-    utils.atomic_write_json(path, {
+    fileio.atomic_write_json(path, {
         "model": "ByteLevel BPE",
         "vocab_size": tok.vocab_size,
         "requested_vocab_size": requested,
@@ -290,7 +291,7 @@ def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -
                       "stands for",
         "tokens_rule": "<bos> and <eos> included",
     }
-    utils.atomic_write_json(path, meta)
+    fileio.atomic_write_json(path, meta)
     return meta
 
 
@@ -333,7 +334,7 @@ def run(data_dir: Path, tokenizer_dir: Path, vocab_size: int, min_frequency: int
 
     outputs = [processed / "train.bin", processed / "val.bin", tokenizer_dir / "tokenizer.json",
                tokenizer_dir / "tokenizer_config.json", processed / "meta.json"]
-    with utils.atomic_paths(outputs) as (train_bin, val_bin, tok_json, tok_config, meta_json):
+    with fileio.atomic_paths(outputs) as (train_bin, val_bin, tok_json, tok_config, meta_json):
         tok_json.write_text(hf_tok.to_str(pretty=True), encoding="utf-8")
         # From here on everything goes through the written file, as the later stages see it.
         tok = utils.Tokenizer(tokenizer_dir, json_path=tok_json)

@@ -45,6 +45,7 @@ from tqdm import tqdm
 import config
 import utils
 from model import GPT
+from tatargpt import devices, fileio, scoring
 from tatargpt import training_run as tr
 
 # -- Data: windows of tokens, memory-mapped -------------------------------------------------------
@@ -158,9 +159,9 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
         out[f"{name}_loss"] = total.item() / len(windows[name])
     bar.close()
     model.train()
-    out["val_ppl"] = utils.nats_to_ppl(out["val_loss"])
+    out["val_ppl"] = scoring.nats_to_ppl(out["val_loss"])
     # Bits per character: total nats of the val tokens spread over the val characters.
-    out["val_bpc"] = utils.nats_to_bpc(out["val_loss"] * meta["val_tokens"], meta["val_chars"])
+    out["val_bpc"] = scoring.nats_to_bpc(out["val_loss"] * meta["val_tokens"], meta["val_chars"])
     out["eval_tokens"] = len(windows["val"]) * splits["val"].block_size
     return out
 
@@ -190,19 +191,19 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.D
               tokenizer: utils.Tokenizer, stats: dict, files: tr.RunFiles, log,
               started: float) -> tr.Run:
     """Device, precision, model, data, optimizer: a run ready for its first step."""
-    device, why = utils.select_device(cfg.device)
+    device, why = devices.select_device(cfg.device)
     device = dist.setup(device)
     tr.check_device_support(device, model_cfg)
-    dtype, dtype_why = utils.pick_dtype(device, cfg.dtype, model_cfg)
+    dtype, dtype_why = devices.pick_dtype(device, cfg.dtype, model_cfg)
     log(f"device: {device} ({why})")
-    log(f"precision: {utils.dtype_name(dtype)} ({dtype_why})")
+    log(f"precision: {devices.dtype_name(dtype)} ({dtype_why})")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls on Ampere and later
 
-    utils.set_seed(cfg.seed)  # the same initial weights on every rank
+    devices.set_seed(cfg.seed)  # the same initial weights on every rank
     model = GPT(model_cfg).to(device)
     if dist.rank:
-        utils.set_seed(cfg.seed + dist.rank)  # but each rank its own dropout masks
+        devices.set_seed(cfg.seed + dist.rank)  # but each rank its own dropout masks
     processed = Path(cfg.data_dir) / "processed"
     bos = meta.get("bos_id", config.BOS_ID) if cfg.sentence_starts else None
     train_batches = Batches(processed / "train.bin", model_cfg.block_size, cfg.batch_size,
@@ -275,9 +276,9 @@ def evaluate_and_save(run: tr.Run) -> bool:
     p.evaluated = p.it
     state = tr.checkpoint_state(run, metrics)  # every rank takes part in the gathering
     if run.dist.master:
-        utils.atomic_save(state, run.files.last)
+        fileio.atomic_save(state, run.files.last)
         if improved:
-            utils.atomic_save(state, run.files.best)
+            fileio.atomic_save(state, run.files.best)
         if run.files.staged and p.it > 0:
             run.files.promote()
             run.log(f"the new run has trained: its files now replace the old ones in "
@@ -324,7 +325,7 @@ def train_loop(run: tr.Run) -> int:
                 cfg = run.cfg = planned
         last_step = p.it >= cfg.max_iters
         if p.it % cfg.log_interval == 0 or p.it % cfg.eval_interval == 0 or last_step:
-            utils.sync(run.device)
+            devices.sync(run.device)
             now = time.perf_counter()
             p.train_time += now - clock
             tok_s = run.tokens_per_iter * steps / max(now - clock, 1e-9)

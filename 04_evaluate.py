@@ -35,6 +35,7 @@ import numpy as np
 import ngram
 import tatar_text
 import utils
+from tatargpt import checkpoints, cli, fileio, scoring
 
 DEFAULT_ORDER = 6
 EXAMPLE_PAIRS = 12  # pairs written to eval.json with both models' scores
@@ -42,8 +43,8 @@ EXAMPLE_PAIRS = 12  # pairs written to eval.json with both models' scores
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    utils.add_model_args(parser, "the model to evaluate", seed=0,
-                         seed_help="which word of a sentence is flipped")
+    cli.add_model_args(parser, "the model to evaluate", seed=0,
+                       seed_help="which word of a sentence is flipped")
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/{train,val}.txt (default: %(default)s)")
     parser.add_argument("--out", default=None,
@@ -113,8 +114,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     model, ckpt, tokenizer = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer,
                                                             device)
     processed = Path(args.data_dir) / "processed"
-    val = spread(utils.read_sentences(processed / "val.txt", args.data_dir), args.max_sentences)
-    train = spread(utils.read_sentences(processed / "train.txt", args.data_dir), args.ngram_max_chars,
+    val = spread(fileio.read_sentences(processed / "val.txt", args.data_dir), args.max_sentences)
+    train = spread(fileio.read_sentences(processed / "train.txt", args.data_dir), args.ngram_max_chars,
                    size=lambda s: len(s) + 1)
     if not val:
         raise utils.UserError(f"{processed / 'val.txt'} holds no sentences. Re-create it with: "
@@ -129,7 +130,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     ngram_bpc = lm.bits_per_char(val)
     t0 = time.perf_counter()
     gpt_nats = utils.sentence_nlls(model, tokenizer, val, args.batch_size)
-    gpt_bpc = utils.nats_to_bpc(sum(gpt_nats), chars)
+    gpt_bpc = scoring.nats_to_bpc(sum(gpt_nats), chars)
     gpt_s = time.perf_counter() - t0
 
     pairs = tatar_text.minimal_pairs(val, args.max_pairs, args.seed)
@@ -146,7 +147,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     card = utils.model_card(ckpt, model)
     return {
         "checkpoint": str(args.checkpoint),
-        "fingerprint": utils.checkpoint_fingerprint(ckpt),
+        "fingerprint": checkpoints.checkpoint_fingerprint(ckpt),
         "model": {"preset": card["preset"], "parameters": model.num_params(),
                   "iterations": ckpt.get("iter"), "trained_on": card["trained on"]},
         "val": {"path": str(processed / "val.txt"), "sentences": len(val), "chars": chars,
@@ -192,7 +193,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Tatar-GPT — бәяләү (evaluation)")
     fig.tight_layout()
-    with utils.atomic_path(path) as tmp:
+    with fileio.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
 
@@ -222,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         out = Path(args.out) if args.out else Path(args.checkpoint).parent / "eval.json"
         result = evaluate(args)
-        utils.atomic_write_json(out, result)
+        fileio.atomic_write_json(out, result)
         plot(result, out.with_suffix(".png"))
         print_report(result, out)
         return 0

@@ -56,6 +56,7 @@ import torch
 
 import config
 import utils
+from tatargpt import cli, devices, scoring, tokenization
 
 CONCURRENCY = 2  # generations at once; more only slow each other down on a CPU
 
@@ -181,7 +182,7 @@ def generate(loaded: Loaded, prompt, max_new_tokens, temperature, top_k, top_p,
     """Stream (prompt + continuation so far, note) as the model writes."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise _user_error(EMPTY_PROMPT)
-    prompt = utils.clean_text(prompt)
+    prompt = tokenization.clean_text(prompt)
     tokenizer, block = loaded.tokenizer, loaded.model.config.block_size
     settings, adjusted = generation_settings(max_new_tokens, temperature, top_k, top_p,
                                              repetition_penalty, seed, tokenizer.vocab_size)
@@ -273,7 +274,7 @@ def _token_html(tokenizer: utils.Tokenizer, tokens: list[dict]) -> str:
 
 def tokenize(loaded: Loaded, text) -> tuple[str, str, list[dict]]:
     """(coloured HTML view, Markdown counts, [{"id", "text"}]) of how BPE splits `text`."""
-    text = utils.clean_text(text) if isinstance(text, str) else ""
+    text = tokenization.clean_text(text) if isinstance(text, str) else ""
     if len(text) > MAX_TEXT_CHARS:
         raise _user_error(f"The text has {len(text):,} characters; paste at most "
                           f"{MAX_TEXT_CHARS:,}.")
@@ -298,14 +299,14 @@ def score(loaded: Loaded, text: str) -> dict:
     lines = [line for line in text.splitlines() if line.strip()]
     with loaded.lock:
         s = utils.score_text(loaded.model, loaded.tokenizer, lines)
-    return {"perplexity": utils.nats_to_ppl(s["nll"], s["tokens"]),
-            "bits_per_char": utils.nats_to_bpc(s["nll"], s["chars"]),
+    return {"perplexity": scoring.nats_to_ppl(s["nll"], s["tokens"]),
+            "bits_per_char": scoring.nats_to_bpc(s["nll"], s["chars"]),
             "tokens": s["tokens"], "chars": s["chars"], "sentences": len(lines)}
 
 
 def perplexity(loaded: Loaded, text_a, text_b) -> tuple[str, dict]:
     """(Markdown table, {"a": scores, "b": scores or None}) for one or two texts."""
-    texts = [utils.clean_text(t) if isinstance(t, str) else "" for t in (text_a, text_b)]
+    texts = [tokenization.clean_text(t) if isinstance(t, str) else "" for t in (text_a, text_b)]
     if not texts[0].strip():
         raise _user_error(EMPTY_TEXT)
     for t in texts:
@@ -461,7 +462,7 @@ def build_setup_demo(reason: str) -> gr.Blocks:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Tatar-GPT web demo (Gradio).")
-    utils.add_model_args(parser, "the model to demo")
+    cli.add_model_args(parser, "the model to demo")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 0.0.0.0 for the whole network "
                              "(default: %(default)s)")
@@ -478,7 +479,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        device, why = utils.select_device(args.device)
+        device, why = devices.select_device(args.device)
     except utils.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ measures
 2. training tokens/s: forward + backward + gradient clipping + AdamW step, in fp32 and in
    each autocast precision, for the model as shipped (residual dropout, no attention
    dropout), with every dropout at 0, with attention dropout 0.1, and with learned positions
-   instead of RoPE; and the precision `--dtype auto` picks (utils.pick_dtype) next to fp32;
+   instead of RoPE; and the precision `--dtype auto` picks (devices.pick_dtype) next to fp32;
    MFU = model.flops_per_token() × tokens/s over the peak of the same precision;
 3. the real training loop: 03_train.py's `train_step` (gradient accumulation, GradScaler,
    the optimizer 03_train.py builds for the device) in the automatic precision;
@@ -61,7 +61,7 @@ import torch
 import config
 import utils
 from model import GPT
-from tatargpt import training_run
+from tatargpt import devices, fileio, training_run
 
 SECTIONS = ("peak", "train", "loop", "generate", "memory")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -94,10 +94,10 @@ def timed(fn: Callable[[], object], warmup: int, repeats: int,
         fn()
     times = []
     for _ in range(repeats):
-        utils.sync(device)
+        devices.sync(device)
         start = time.perf_counter()
         fn()
-        utils.sync(device)
+        devices.sync(device)
         times.append(time.perf_counter() - start)
     return times
 
@@ -261,7 +261,7 @@ def loop_throughput(cfg: config.ModelConfig, batch: int, grad_accum: int, steps:
     """Tokens/s of 03_train.py's train_step, in the precision `--dtype auto` picks, on random
     tokens in a token file (memory-mapped, like train.bin)."""
     train_mod = load_train_script()
-    dtype, why = utils.pick_dtype(device, "auto", cfg)
+    dtype, why = devices.pick_dtype(device, "auto", cfg)
     tc = config.get_train_config("small", batch_size=batch, grad_accum=grad_accum)
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.bin"
@@ -280,7 +280,7 @@ def loop_throughput(cfg: config.ModelConfig, batch: int, grad_accum: int, steps:
             lambda *a: None, training_run.Progress(), time.perf_counter())
         times = timed(lambda: train_mod.train_step(run), warmup=2, repeats=steps, device=device)
     tokens = batch * cfg.block_size * grad_accum
-    return {"precision": utils.dtype_name(dtype), "why": why, "grad_accum": grad_accum,
+    return {"precision": devices.dtype_name(dtype), "why": why, "grad_accum": grad_accum,
             "tokens_per_step": tokens, "tokens_per_s": tokens / statistics.median(times),
             "step_s_all": times}
 
@@ -487,7 +487,7 @@ def run_peak(s: Settings, results: dict) -> list[Row]:
 
 
 def run_train(s: Settings, results: dict) -> list[Row]:
-    auto_dtype, why = utils.pick_dtype(s.device, "auto", s.cfg)
+    auto_dtype, why = devices.pick_dtype(s.device, "auto", s.cfg)
     auto = {v: k for k, v in PRECISIONS.items()}[auto_dtype]
     variants = {p: ({}, p) for p in precisions_for(s.device)}
     # Dropout priced in the automatic precision: residual dropout as shipped, none, and
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(SECTIONS)} (e.g. --only train,generate)", file=sys.stderr)
         return 2
     try:
-        device, _ = utils.select_device(args.device)
+        device, _ = devices.select_device(args.device)
     except utils.UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu" and busy > 0.5 * (os.cpu_count() or 1) + 1:
         print(f"\nnote: load average {busy:.1f} on {os.cpu_count()} CPUs: other processes "
               f"were running, so these timings are pessimistic; run again when it is idle.")
-    utils.atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
+    fileio.atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -245,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     print()
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    import utils
+    from tatargpt import fileio
 
-    utils.atomic_write_text(args.out, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    fileio.atomic_write_text(args.out, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0
 

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import config
 import utils
+from tatargpt import checkpoints, cli, fileio, scoring
 from tatargpt.hf_format import (  # noqa: F401  (names the tests and the docs use here)
     FAMILIES,
     METADATA_KEY,
@@ -82,13 +83,13 @@ def export(checkpoint: Path, tokenizer_dir: Path, out: Path, overwrite: bool = F
         setattr(hf_cfg, METADATA_KEY, {
             "model_config": cfg.to_dict(),
             # the tokenizer.json of this folder (with its <bos> template), which it is used with
-            "tokenizer_hash": utils.file_sha256(staging / "tokenizer.json"),
+            "tokenizer_hash": fileio.file_sha256(staging / "tokenizer.json"),
             **{k: ckpt.get(k) for k in ("iter", "best_val_loss", "tokens_seen", "train_time_s",
                                          "device", "dtype", "world_size", "init", "metrics",
                                          "train_config", "data_stats")},
             "checkpoint": str(checkpoint),
             # the evaluation before the first step: quick_test's "trained from scratch" row
-            "first_eval": next((r for r in utils.read_train_log(
+            "first_eval": next((r for r in checkpoints.read_train_log(
                 Path(checkpoint).parent / "train_log.jsonl") if r["type"] == "eval"), None)})
         hf_model = getattr(transformers, FAMILIES[family])(hf_cfg)
         missing, unexpected = hf_model.load_state_dict(to_hf(model.state_dict(), family, cfg),
@@ -141,10 +142,10 @@ def read_evaluation(checkpoint: Path, ckpt: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
-        ev = utils.read_json(path, "python 04_evaluate.py")
+        ev = fileio.read_json(path, "python 04_evaluate.py")
     except utils.UserError:
         return None
-    return ev if ev.get("fingerprint") == utils.checkpoint_fingerprint(ckpt) else None
+    return ev if ev.get("fingerprint") == checkpoints.checkpoint_fingerprint(ckpt) else None
 
 
 def corpus_licence(ckpt: dict) -> tuple[str, str]:
@@ -174,7 +175,7 @@ def model_card(ckpt: dict, model, family: str, evaluation: dict | None) -> str:
     val_loss = ckpt.get("best_val_loss", float("nan"))
     rows = [
         ("validation loss (nats per token)", f"{val_loss:.4f}"),
-        ("validation perplexity", f"{utils.nats_to_ppl(val_loss):.2f}"),
+        ("validation perplexity", f"{scoring.nats_to_ppl(val_loss):.2f}"),
     ]
     if "val_bpc" in metrics:
         rows.append(("validation bits per character", f"{metrics['val_bpc']:.3f}"))
@@ -253,7 +254,7 @@ repository, `python app.py --checkpoint PATH_OR_HUB_ID` and `python quick_test.p
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    utils.add_model_args(parser, "the model to export", device=False)  # always on the CPU
+    cli.add_model_args(parser, "the model to export", device=False)  # always on the CPU
     parser.add_argument("--out", default="hf_model", help="the folder to write (default: "
                                                           "%(default)s)")
     parser.add_argument("--overwrite", action="store_true",

@@ -22,6 +22,7 @@ import torch
 import config
 import utils
 from model import GPT
+from tatargpt import checkpoints, cli, devices, fileio, scoring
 
 TEMPERATURES = (0.3, 0.8, 1.2)  # around config.SAMPLING's; its other settings as they are
 TATAR_LETTERS = "әөүҗңһӘӨҮҖҢҺ"
@@ -29,7 +30,7 @@ TATAR_LETTERS = "әөүҗңһӘӨҮҖҢҺ"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    utils.add_model_args(parser, "the model to test", seed=config.SAMPLING.seed)
+    cli.add_model_args(parser, "the model to test", seed=config.SAMPLING.seed)
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/val.txt and stats.json (default: %(default)s)")
     parser.add_argument("--max-new-tokens", type=int, default=config.SAMPLING.max_new_tokens,
@@ -80,7 +81,7 @@ def print_samples(model: GPT, tokenizer: utils.Tokenizer, max_new_tokens: int,
 
 
 def held_out_sentences(data_dir: Path, n: int) -> list[str]:
-    return utils.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
+    return fileio.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
 
 
 def print_perplexities(model: GPT, tokenizer: utils.Tokenizer, sentences: list[str]) -> float:
@@ -92,8 +93,8 @@ def print_perplexities(model: GPT, tokenizer: utils.Tokenizer, sentences: list[s
     print(f"  {'perplexity':>10} {'bits/char':>9}  sentence")
     for s in sentences:
         score = utils.score_text(model, tokenizer, s)
-        ppl = utils.nats_to_ppl(score["nll"], score["tokens"])
-        bpc = utils.nats_to_bpc(score["nll"], score["chars"])
+        ppl = scoring.nats_to_ppl(score["nll"], score["tokens"])
+        bpc = scoring.nats_to_bpc(score["nll"], score["chars"])
         print(f"  {ppl:>10.2f} {bpc:>9.3f}  {s[:70]}")
     total = utils.perplexity(model, tokenizer, sentences)
     print(f"  all {len(sentences)} together: perplexity {total:.2f}")
@@ -116,7 +117,7 @@ class Row:
 def check_from_scratch(ckpt: dict, ckpt_path: Path, vocab_size: int) -> Row:
     log_path = ckpt_path.parent / "train_log.jsonl"
     item = "Trained from scratch (no pretrained weights)"
-    evals = [r for r in utils.read_train_log(log_path) if r["type"] == "eval"]
+    evals = [r for r in checkpoints.read_train_log(log_path) if r["type"] == "eval"]
     if ckpt.get("first_eval"):  # an exported folder keeps the first evaluation of its log
         evals, log_path = [ckpt["first_eval"]], Path("the export's config.json")
     elif not log_path.is_file():
@@ -184,7 +185,7 @@ def check_generation(samples: list[str], val_ppl: float, ckpt: dict, vocab_size:
     """Most samples go on in Tatar, and the model beats uniform guessing by 10× or more."""
     cyrillic = sum(1 for s in samples if any("\u0400" <= c <= "\u04ff" for c in s))
     best = ckpt.get("best_val_loss", float("nan"))
-    best_ppl = utils.nats_to_ppl(best)
+    best_ppl = scoring.nats_to_ppl(best)
     # A sample may end at once with "." and <eos>; half of them must still continue in Tatar.
     ok = cyrillic >= len(samples) / 2 and best_ppl < vocab_size / 10
     ppl_text = f"{val_ppl:.1f}" if math.isfinite(val_ppl) else "n/a"
@@ -277,14 +278,14 @@ def check_sdpa(model: GPT) -> Row:
 
 def check_mps_autodetect() -> Row:
     """Simulate an Apple Silicon machine and check that auto picks MPS."""
-    real_mps, real_cuda = utils.mps_available, torch.cuda.is_available
+    real_mps, real_cuda = devices.mps_available, torch.cuda.is_available
     try:
-        utils.mps_available = lambda: True
+        devices.mps_available = lambda: True
         torch.cuda.is_available = lambda: False
-        picked = utils.select_device("auto")[0].type
+        picked = devices.select_device("auto")[0].type
     finally:
-        utils.mps_available, torch.cuda.is_available = real_mps, real_cuda
-    here = "yes" if utils.mps_available() else "no"
+        devices.mps_available, torch.cuda.is_available = real_mps, real_cuda
+    here = "yes" if devices.mps_available() else "no"
     return Row("Bonus: Apple MPS autodetection", picked == "mps",
                f"--device auto order CUDA → MPS → CPU; on a simulated Mac it picks {picked}; "
                f"MPS on this machine: {here}", required=False)
@@ -308,8 +309,8 @@ def check_baseline(ckpt_path: Path, ckpt: dict) -> Row:
         return Row(item, False, f"no {path}: measure it with python 04_evaluate.py "
                                 f"--checkpoint {ckpt_path}", required=False)
     try:
-        ev = utils.read_json(path, f"python 04_evaluate.py --checkpoint {ckpt_path}")
-        if ev.get("fingerprint") != utils.checkpoint_fingerprint(ckpt):
+        ev = fileio.read_json(path, f"python 04_evaluate.py --checkpoint {ckpt_path}")
+        if ev.get("fingerprint") != checkpoints.checkpoint_fingerprint(ckpt):
             return Row(item, False, f"{path} describes another checkpoint: measure this one "
                                     f"with python 04_evaluate.py --checkpoint {ckpt_path}",
                        required=False)

@@ -49,7 +49,7 @@ import sys
 
 import torch
 
-import utils
+from tatargpt import devices
 
 device = torch.device(sys.argv[1])
 print(f"torch {torch.__version__}", end="")
@@ -57,8 +57,8 @@ if device.type == "cuda":
     n = torch.cuda.device_count()
     cap = ".".join(map(str, torch.cuda.get_device_capability()))
     print(f", {n} × {torch.cuda.get_device_name()} (sm {cap})", end="")
-dtype, why = utils.pick_dtype(device)
-print(f"; --dtype auto picks {utils.dtype_name(dtype)}: {why}")
+dtype, why = devices.pick_dtype(device)
+print(f"; --dtype auto picks {devices.dtype_name(dtype)}: {why}")
 PYEOF
 
 SKIP=3  # a check returns this when it does not apply to the device

@@ -156,9 +156,9 @@ def draw(out: Path) -> None:
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
-    import utils
+    from tatargpt import fileio
 
-    with utils.atomic_path(out) as tmp:
+    with fileio.atomic_path(out) as tmp:
         # No "Software"/date metadata: the bytes depend only on the drawing and matplotlib.
         fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)

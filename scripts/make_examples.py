@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))  # utils.py and model.py live in the repository ro
 
 import config  # noqa: E402  (after the path set-up above)
 import utils  # noqa: E402
+from tatargpt import cli, fileio, scoring  # noqa: E402
 
 S = config.SAMPLING
 # (label, keyword arguments of utils.generate_text)
@@ -39,9 +40,9 @@ SETTINGS = [
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/EXAMPLES.md from a checkpoint.")
-    utils.add_model_args(parser, "the model to describe",
-                         seed=config.SAMPLING.seed,
-                         seed_help="sampling seed, and the seed of the word shuffles")
+    cli.add_model_args(parser, "the model to describe",
+                       seed=config.SAMPLING.seed,
+                       seed_help="sampling seed, and the seed of the word shuffles")
     parser.add_argument("--data-dir", default="data",
                         help="folder with processed/val.txt (default: %(default)s)")
     parser.add_argument("--out", default="docs/EXAMPLES.md",
@@ -128,7 +129,7 @@ def checkpoint_table(ckpt: dict, model, args: argparse.Namespace) -> list[str]:
                         f"{mc.block_size}-token windows" if "eval_tokens" in metrics else
                         f"{cfg.get('eval_iters', '?')} batches of {mc.block_size}-token "
                         f"windows of val.bin")),
-        ("val perplexity", fmt(utils.nats_to_ppl(val_loss) if val_loss is not None else None,
+        ("val perplexity", fmt(scoring.nats_to_ppl(val_loss) if val_loss is not None else None,
                                ".2f")),
         ("val bits per character", fmt(metrics.get("val_bpc"), ".3f")),
         ("examples generated on", f"{args.device}, seed {args.seed}"),
@@ -159,7 +160,7 @@ def generation_section(model, tok, args: argparse.Namespace, utils) -> list[str]
 
 
 def val_lines(data_dir: Path, n: int) -> list[str]:
-    return utils.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
+    return fileio.read_sentences(data_dir / "processed" / "val.txt", data_dir, n, required=False)
 
 
 def shuffled(sentence: str, rng: random.Random) -> str:
@@ -196,8 +197,8 @@ def perplexity_section(model, tok, args: argparse.Namespace, utils) -> list[str]
     for s in table:
         nat = utils.score_text(model, tok, s)
         shuf = utils.score_text(model, tok, shuffled(s, rng))
-        ppl = [utils.nats_to_ppl(x["nll"], x["tokens"]) for x in (nat, shuf)]
-        bpc = [utils.nats_to_bpc(x["nll"], x["chars"]) for x in (nat, shuf)]
+        ppl = [scoring.nats_to_ppl(x["nll"], x["tokens"]) for x in (nat, shuf)]
+        bpc = [scoring.nats_to_bpc(x["nll"], x["chars"]) for x in (nat, shuf)]
         wins += bpc[0] < bpc[1]
         lines.append(f"| {ppl[0]:.1f} | {bpc[0]:.3f} | {ppl[1]:.1f} | {bpc[1]:.3f} "
                      f"| {cell(s)} |")
@@ -209,8 +210,8 @@ def perplexity_section(model, tok, args: argparse.Namespace, utils) -> list[str]
         "",
         f"All {len(scored):,} scored lines of val.txt together (the first {args.val_lines:,} at "
         f"most), sentence by sentence: perplexity "
-        f"{utils.nats_to_ppl(total['nll'], total['tokens']):.2f}, bits per character "
-        f"{utils.nats_to_bpc(total['nll'], total['chars']):.3f} ({total['tokens']:,} tokens). "
+        f"{scoring.nats_to_ppl(total['nll'], total['tokens']):.2f}, bits per character "
+        f"{scoring.nats_to_bpc(total['nll'], total['chars']):.3f} ({total['tokens']:,} tokens). "
         "The checkpoint's val loss above is measured differently: on windows of "
         f"{model.config.block_size} tokens that run across sentence boundaries.",
     ]
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def work() -> int:
-        utils.atomic_write_text(args.out, render(args))
+        fileio.atomic_write_text(args.out, render(args))
         print(f"wrote {args.out}")
         return 0
 

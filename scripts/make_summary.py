@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import utils  # noqa: E402  (after the path set-up above)
+from tatargpt import checkpoints, cli, fileio, scoring  # noqa: E402
 
 # Where each checklist item lives (the checklist's item names, as quick_test.py prints them).
 WHERE = {
@@ -46,7 +47,7 @@ WHERE = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/PROJECT_SUMMARY.md.")
-    utils.add_model_args(parser, "the model the summary is about")
+    cli.add_model_args(parser, "the model the summary is about")
     parser.add_argument("--data-dir", default="data", help="(default: %(default)s)")
     parser.add_argument("--out", default="docs/PROJECT_SUMMARY.md", help="(default: %(default)s)")
     return parser.parse_args(argv)
@@ -110,7 +111,7 @@ def results(ckpt: dict, model, evaluation: dict | None, log: list[dict]) -> list
                    f"({ckpt.get('dtype_reason', 'reason not recorded')}), "
                    f"{ckpt.get('train_time_s', 0):.0f} s of training steps"),
         ("val loss / perplexity", f"{val_loss:.4f} nats per token / "
-                                  f"{utils.nats_to_ppl(val_loss):.2f}"),
+                                  f"{scoring.nats_to_ppl(val_loss):.2f}"),
         ("val bits per character (training windows)", f"{metrics.get('val_bpc', float('nan')):.3f}"),
     ]
     if evaluation:
@@ -183,7 +184,7 @@ def render(args: argparse.Namespace) -> str:
 
     model, ckpt, tokenizer = utils.load_model_and_tokenizer(
         args.checkpoint, args.tokenizer, utils.get_device(args.device))
-    log = utils.read_train_log(Path(args.checkpoint).parent / "train_log.jsonl")
+    log = checkpoints.read_train_log(Path(args.checkpoint).parent / "train_log.jsonl")
     import export_hf
 
     evaluation = export_hf.read_evaluation(Path(args.checkpoint), ckpt)
@@ -244,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         text = render(args)
-        utils.atomic_write_text(args.out, text)
+        fileio.atomic_write_text(args.out, text)
         print(f"wrote {args.out}")
         return 0
 

@@ -34,8 +34,9 @@ import torch
 from tqdm import tqdm
 
 import config
-import utils
 from model import GPT
+from tatargpt import checkpoints, devices, fileio, scoring, tokenization
+from tatargpt.errors import UserError
 
 # ---------------------------------------------------------------------------
 # Command line: one flag per TrainConfig field, and one per ModelConfig field
@@ -121,7 +122,7 @@ def parse_config(args: argparse.Namespace) -> tuple[config.TrainConfig, dict, se
     try:
         cfg = config.get_train_config(given.pop("preset", "small"), **given)
     except ValueError as e:
-        raise utils.UserError(str(e)) from e
+        raise UserError(str(e)) from e
     return cfg, shape, explicit
 
 
@@ -130,22 +131,22 @@ def check_train_config(cfg: config.TrainConfig) -> None:
     for name in ("max_iters", "eval_interval", "eval_iters", "log_interval", "batch_size",
                  "grad_accum"):
         if getattr(cfg, name) <= 0:
-            raise utils.UserError(f"{flag(name)} must be positive, got {getattr(cfg, name)}")
+            raise UserError(f"{flag(name)} must be positive, got {getattr(cfg, name)}")
     for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "time_budget"):
         value = getattr(cfg, name)
         if not math.isfinite(value) or value < 0:
-            raise utils.UserError(f"{flag(name)} must be a finite number ≥ 0, got {value}")
+            raise UserError(f"{flag(name)} must be a finite number ≥ 0, got {value}")
     if cfg.lr <= 0 or cfg.min_lr > cfg.lr:
-        raise utils.UserError(f"need 0 ≤ --min-lr ≤ --lr and --lr > 0; got lr={cfg.lr}, "
-                              f"min_lr={cfg.min_lr}")
+        raise UserError(f"need 0 ≤ --min-lr ≤ --lr and --lr > 0; got lr={cfg.lr}, "
+                        f"min_lr={cfg.min_lr}")
     if not (cfg.beta1 < 1 and cfg.beta2 < 1):
-        raise utils.UserError(f"--beta1 and --beta2 must be below 1; got {cfg.beta1}, "
-                              f"{cfg.beta2}")
+        raise UserError(f"--beta1 and --beta2 must be below 1; got {cfg.beta1}, "
+                        f"{cfg.beta2}")
     if cfg.patience < 0 or cfg.warmup_iters < 0 or cfg.lr_decay_iters < 0:
-        raise utils.UserError("--patience, --warmup-iters and --lr-decay-iters must be ≥ 0")
+        raise UserError("--patience, --warmup-iters and --lr-decay-iters must be ≥ 0")
     if cfg.resume and cfg.overwrite:
-        raise utils.UserError("--resume continues the run in --out-dir and --overwrite starts "
-                              "a new one there: choose one of them")
+        raise UserError("--resume continues the run in --out-dir and --overwrite starts "
+                        "a new one there: choose one of them")
 
 
 # ---------------------------------------------------------------------------
@@ -167,7 +168,7 @@ class Dist:
     def setup(self, device: torch.device) -> torch.device:
         """Join the process group; return this rank's device."""
         if self.enabled and device.type == "mps":
-            raise utils.UserError(
+            raise UserError(
                 "torchrun with Apple MPS is not possible: gloo, the only backend on a Mac, "
                 "cannot all-reduce MPS tensors. One process already uses the whole Apple GPU: "
                 "run python 03_train.py without torchrun (or add --device cpu to try DDP).")
@@ -243,7 +244,7 @@ class RunFiles:
         if self.staged:
             shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True, exist_ok=True)
-        utils.atomic_write_text(self.log, "")
+        fileio.atomic_write_text(self.log, "")
 
     def promote(self) -> None:
         """Replace the previous run's files with this run's."""
@@ -274,7 +275,7 @@ def run_files(cfg: config.TrainConfig, estimate: bool) -> RunFiles:
     if cfg.resume or estimate or not held:
         return RunFiles(out_dir, staged=False)
     if not cfg.overwrite:
-        raise utils.UserError(
+        raise UserError(
             f"{out_dir} already holds a trained model ({', '.join(held)}), and a fresh run "
             f"would replace it. Continue that run: python 03_train.py --resume --out-dir "
             f"{out_dir}; train beside it: --out-dir {out_dir}_2; or replace it: add "
@@ -297,8 +298,8 @@ def append_log(path: Path, row: dict) -> None:
 def _peek(path: Path) -> dict | None:
     """A checkpoint's contents, or None when it is missing, damaged or not ours."""
     try:
-        return utils.load_checkpoint(path)
-    except (utils.UserError, OSError):  # for a status, simply not usable
+        return checkpoints.load_checkpoint(path)
+    except (UserError, OSError):  # for a status, simply not usable
         return None
 
 
@@ -316,7 +317,7 @@ def model_status(out_dir: Path, tokenizer_dir: Path, preset: str | None,
     """
     last, best = out_dir / "last.pt", out_dir / "best_model.pt"
     try:
-        current = utils.tokenizer_hash(tokenizer_dir)
+        current = tokenization.tokenizer_hash(tokenizer_dir)
     except OSError:
         current = None
     best_ckpt = _peek(best)
@@ -347,8 +348,8 @@ def print_summary(out_dir: Path) -> None:
     best = out_dir / "best_model.pt"
     ckpt = _peek(best)
     if ckpt is None:
-        raise utils.UserError(f"no readable checkpoint at {best}; train first: "
-                              f"python 03_train.py --out-dir {out_dir}")
+        raise UserError(f"no readable checkpoint at {best}; train first: "
+                        f"python 03_train.py --out-dir {out_dir}")
     tc = ckpt.get("train_config") or {}
     print(f"  checkpoint: {best} (preset {tc.get('preset', '?')}, "
           f"iteration {ckpt.get('iter', '?')})")
@@ -356,16 +357,16 @@ def print_summary(out_dir: Path) -> None:
     if "val_loss" in m:
         bpc = f" | bits per char {m['val_bpc']:.3f}" if "val_bpc" in m else ""
         print(f"  val loss {m['val_loss']:.4f} | perplexity "
-              f"{utils.nats_to_ppl(m['val_loss']):.2f}{bpc}")
+              f"{scoring.nats_to_ppl(m['val_loss']):.2f}{bpc}")
     ev_path = out_dir / "eval.json"
     if ev_path.is_file():
         try:
-            e = utils.read_json(ev_path, f"python 04_evaluate.py --checkpoint {best}")
+            e = fileio.read_json(ev_path, f"python 04_evaluate.py --checkpoint {best}")
             print(f"  val.txt bits per char: GPT {e['gpt']['bpc']:.3f} vs "
                   f"{e['ngram']['order']}-gram {e['ngram']['bpc']:.3f}; vowel-harmony pairs: "
                   f"GPT {e['gpt']['harmony_accuracy']:.1%} vs n-gram "
                   f"{e['ngram']['harmony_accuracy']:.1%}")
-        except (utils.UserError, KeyError, TypeError, ValueError):
+        except (UserError, KeyError, TypeError, ValueError):
             print(f"  {ev_path} is damaged; re-create it: python 04_evaluate.py")
 
 
@@ -377,7 +378,7 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = utils.read_train_log(log_path)
+    rows = checkpoints.read_train_log(log_path)
     train = [r for r in rows if r["type"] == "train" and "loss" in r and "lr" in r]
     evals = [r for r in rows if r["type"] == "eval" and "val_loss" in r and "train_loss" in r]
     if not train and not evals:
@@ -402,7 +403,7 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> bool:
     ax_lr.set_xlabel("iteration")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    with utils.atomic_path(png_path) as tmp:
+    with fileio.atomic_path(png_path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return True
@@ -416,42 +417,42 @@ def plot_loss_curve(log_path: Path, png_path: Path) -> bool:
 RESUME_KEYS = ("model", "model_config", "train_config", "optimizer", "iter", "best_val_loss",
                "rng", "data_rng", "tokenizer_hash")
 
-def load_inputs(cfg: config.TrainConfig) -> tuple[utils.Tokenizer, dict, dict]:
+def load_inputs(cfg: config.TrainConfig) -> tuple[tokenization.Tokenizer, dict, dict]:
     """The tokenizer, meta.json (checked against it and the token files), and corpus stats."""
-    tokenizer = utils.load_tokenizer(cfg.tokenizer_dir)
-    meta = utils.check_token_files(cfg.data_dir, cfg.tokenizer_dir)
+    tokenizer = tokenization.load_tokenizer(cfg.tokenizer_dir)
+    meta = tokenization.check_token_files(cfg.data_dir, cfg.tokenizer_dir)
     stats_path = Path(cfg.data_dir) / "processed" / "stats.json"
     stats = {}
     if stats_path.is_file():
         try:
-            stats = utils.read_json(stats_path, "python 01_prepare_data.py")
-        except utils.UserError as e:  # only copied into the checkpoint: a notice is enough
+            stats = fileio.read_json(stats_path, "python 01_prepare_data.py")
+        except UserError as e:  # only copied into the checkpoint: a notice is enough
             tqdm.write(f"notice: {e}")
     return tokenizer, meta, stats
 
 
 
-def load_resume_state(path: Path, tokenizer: utils.Tokenizer) -> dict:
+def load_resume_state(path: Path, tokenizer: tokenization.Tokenizer) -> dict:
     """last.pt, read into CPU memory (random states must be CPU tensors), checked."""
     if not path.is_file():
-        raise utils.UserError(f"--resume: there is no {path} to continue. Start a fresh run "
-                              f"without --resume.")
-    state = utils.load_checkpoint(path)
+        raise UserError(f"--resume: there is no {path} to continue. Start a fresh run "
+                        f"without --resume.")
+    state = checkpoints.load_checkpoint(path)
     missing = [k for k in RESUME_KEYS if k not in state]
     if missing:
-        raise utils.UserError(f"{path} lacks {', '.join(missing)}, so it is not a training "
-                              f"state that can be resumed (made by another version of "
-                              f"03_train.py?). Start a new run with --overwrite.")
+        raise UserError(f"{path} lacks {', '.join(missing)}, so it is not a training "
+                        f"state that can be resumed (made by another version of "
+                        f"03_train.py?). Start a new run with --overwrite.")
     if state["tokenizer_hash"] != tokenizer.hash:
-        raise utils.UserError(f"{path} was trained with a different tokenizer than "
-                              f"{tokenizer.path}/tokenizer.json. Point --tokenizer-dir at the "
-                              f"one it was trained with, or start a new run with --overwrite.")
+        raise UserError(f"{path} was trained with a different tokenizer than "
+                        f"{tokenizer.path}/tokenizer.json. Point --tokenizer-dir at the "
+                        f"one it was trained with, or start a new run with --overwrite.")
     return state
 
 
 
 def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
-                    tokenizer: utils.Tokenizer, meta: dict, state: dict | None,
+                    tokenizer: tokenization.Tokenizer, meta: dict, state: dict | None,
                     log) -> tuple[config.TrainConfig, config.ModelConfig]:
     """The configs this run trains with.
 
@@ -463,7 +464,7 @@ def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
         try:
             model_cfg = config.get_preset(cfg.preset, vocab_size=tokenizer.vocab_size, **shape)
         except (ValueError, TypeError) as e:
-            raise utils.UserError(f"the model shape is not valid: {e}") from e
+            raise UserError(f"the model shape is not valid: {e}") from e
     else:
         saved_train, model_cfg = state["train_config"], config.ModelConfig.from_dict(
             state["model_config"])
@@ -473,7 +474,7 @@ def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
             conflicts.insert(0, f"--preset {cfg.preset} (the checkpoint is "
                                 f"{saved_train.get('preset')})")
         if conflicts:
-            raise utils.UserError(
+            raise UserError(
                 f"--resume continues the model saved in {cfg.out_dir}, but "
                 f"{'; '.join(conflicts)}. Drop those flags to continue it, or train the new "
                 f"model as a new run: --overwrite, or another --out-dir.")
@@ -496,7 +497,7 @@ def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
         cfg = config.TrainConfig(**values)
     model_cfg.gradient_checkpointing = cfg.gradient_checkpointing
     if model_cfg.vocab_size != meta["vocab_size"]:
-        raise utils.UserError(
+        raise UserError(
             f"the model's vocabulary ({model_cfg.vocab_size}) does not match the token files "
             f"({meta['vocab_size']}). Start a new run with --overwrite.")
     return cfg, model_cfg
@@ -506,7 +507,7 @@ def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
 def check_device_support(device: torch.device, model_cfg: config.ModelConfig) -> None:
     if device.type == "mps" and model_cfg.gradient_checkpointing and (
             model_cfg.dropout > 0 or model_cfg.attn_dropout > 0):
-        raise utils.UserError(
+        raise UserError(
             "gradient checkpointing with dropout on Apple MPS would train on wrong gradients: "
             "torch's checkpoint does not restore the MPS random state, so the recomputed "
             "forward pass draws other dropout masks. Add --dropout 0 --attn-dropout 0, or "
@@ -607,10 +608,10 @@ def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
     random states and data position.
     """
     p = run.progress
-    rng, data_rng = utils.rng_state(), run.train_batches.rng.bit_generator.state
+    rng, data_rng = devices.rng_state(), run.train_batches.rng.bit_generator.state
     ranks = run.dist.gather((rng, data_rng)) if gather else [(rng, data_rng)]
     return {
-        "format": utils.CHECKPOINT_FORMAT,
+        "format": checkpoints.CHECKPOINT_FORMAT,
         "model": run.model.state_dict(),
         "model_config": run.model_cfg.to_dict(),
         "train_config": run.cfg.to_dict(),
@@ -628,7 +629,7 @@ def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
         "rng_ranks": [r for r, _ in ranks],
         "data_rng": [d for _, d in ranks],
         "device": str(run.device),
-        "dtype": utils.dtype_name(run.dtype),
+        "dtype": devices.dtype_name(run.dtype),
         "dtype_reason": run.dtype_why,
         "world_size": run.dist.world_size,
         "tokens_seen": p.tokens_seen,
@@ -647,7 +648,7 @@ def restore(run: Run, state: dict) -> None:
         run.model.load_state_dict(state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as e:
-        raise utils.UserError(
+        raise UserError(
             f"{run.files.last} holds a model or optimizer of another shape than this run "
             f"builds ({str(e).splitlines()[0][:160]}). Start a new run with --overwrite."
         ) from e
@@ -661,17 +662,17 @@ def restore(run: Run, state: dict) -> None:
     p.train_time = state.get("train_time_s", 0.0)
     rngs = state.get("rng_ranks") or [state["rng"]]
     if rank < len(rngs):
-        utils.set_rng_state(rngs[rank])
+        devices.set_rng_state(rngs[rank])
     else:  # saved by fewer processes: this rank starts fresh, but differently from the others
-        utils.set_seed(run.cfg.seed + rank + 7919 * p.it)
+        devices.set_seed(run.cfg.seed + rank + 7919 * p.it)
     data_rng = state["data_rng"]
     if rank < len(data_rng):
         run.train_batches.rng.bit_generator.state = data_rng[rank]
     else:
         run.train_batches.rng = np.random.default_rng(run.cfg.seed + rank + 7919 * p.it)
     if run.dist.master:  # drop log rows written after the saved state
-        rows = [r for r in utils.read_train_log(run.files.log) if r["iter"] <= p.it]
-        utils.atomic_write_text(run.files.log, "".join(json.dumps(r) + "\n" for r in rows))
+        rows = [r for r in checkpoints.read_train_log(run.files.log) if r["iter"] <= p.it]
+        fileio.atomic_write_text(run.files.log, "".join(json.dumps(r) + "\n" for r in rows))
     run.log(f"resuming from {run.files.last} at iteration {p.it}")
 
 
@@ -697,16 +698,16 @@ def estimate_duration(run: Run, eval_batches: int) -> None:
         run.optimizer.step()
         run.optimizer.zero_grad(set_to_none=True)
     n = 3
-    utils.sync(device)
+    devices.sync(device)
     t0 = time.perf_counter()
     for _ in range(n):
         micro_step()
-    utils.sync(device)
+    devices.sync(device)
     micro = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    utils.sync(device)
+    devices.sync(device)
     step = time.perf_counter() - t0
     per_iter = micro * cfg.grad_accum + step
     # A forward pass of an evaluation costs about a third of a training micro-step.
@@ -727,13 +728,13 @@ def plan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
     clock = run.budget
     if clock.warm_time is None:
         if p.it >= clock.warm_at:
-            utils.sync(run.device)
+            devices.sync(run.device)
             clock.warm_time, clock.warm_at = time.perf_counter(), p.it
         return None
     if clock.measure <= 0:
         return None
     budget = cfg.time_budget * 60
-    utils.sync(run.device)
+    devices.sync(run.device)
     now = time.perf_counter()
     timed = p.it - clock.warm_at
     enough = timed >= clock.measure or (not run.dist.enabled
@@ -815,7 +816,7 @@ def interrupted(run: Run) -> int:
     else:
         if run.dist.master:
             # No collective here: the other ranks may be gone already.
-            utils.atomic_save(checkpoint_state(run, {}, gather=False), files.last)
+            fileio.atomic_save(checkpoint_state(run, {}, gather=False), files.last)
         message = f"interrupted at iteration {p.it}; saved {files.last}."
     if run.dist.master:
         paths = "".join(f" {flag(k)} {getattr(run.cfg, k)}"
@@ -846,8 +847,8 @@ def plot_only(cfg: config.TrainConfig) -> None:
     """--plot: draw OUT_DIR/loss_curve.png from the log."""
     out = Path(cfg.out_dir)
     if not plot_loss_curve(out / "train_log.jsonl", out / "loss_curve.png"):
-        raise utils.UserError(f"no training log with rows at {out / 'train_log.jsonl'}; "
-                              f"train first: python 03_train.py")
+        raise UserError(f"no training log with rows at {out / 'train_log.jsonl'}; "
+                        f"train first: python 03_train.py")
     print(f"wrote {out / 'loss_curve.png'}")
 
 
@@ -884,6 +885,6 @@ def finish(run: Run, status: int) -> None:
         run.log(f"loss curve: {files.png}")
     if status == 0:
         run.log(f"done: {p.it} iterations in {p.train_time:.0f} s; best val loss "
-                f"{p.best_val:.4f} (perplexity {utils.nats_to_ppl(p.best_val):.2f}); "
+                f"{p.best_val:.4f} (perplexity {scoring.nats_to_ppl(p.best_val):.2f}); "
                 f"checkpoint {files.best}")
         run.log("next: python 04_evaluate.py   |   python quick_test.py   |   python app.py")

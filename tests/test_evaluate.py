@@ -15,6 +15,7 @@ import ngram
 import tatar_text
 import utils
 from conftest import ROOT, load_script
+from tatargpt import checkpoints
 
 evaluate_mod = load_script("04_evaluate.py")
 quick_test = load_script("quick_test.py")
@@ -113,7 +114,7 @@ def test_eval_json_holds_figures_that_can_be_recomputed(evaluated, tiny_checkpoi
                                            strict=True)])
     assert result["ngram"]["harmony_accuracy"] == pytest.approx(knows, abs=1e-4)
     assert result["beats_ngram_bpc"] == (result["gpt"]["bpc"] < result["ngram"]["bpc"])
-    assert result["fingerprint"] == utils.checkpoint_fingerprint(ckpt)
+    assert result["fingerprint"] == checkpoints.checkpoint_fingerprint(ckpt)
     assert 1 < result["tokenizer"]["tokens_per_word"] < 6
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (800, 340)

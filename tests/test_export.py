@@ -15,6 +15,7 @@ import config
 import utils
 from conftest import ROOT, load_script
 from model import GPT
+from tatargpt import checkpoints
 
 transformers = pytest.importorskip("transformers")  # in requirements-dev.txt: CI has it
 export_hf = load_script("export_hf.py")
@@ -36,7 +37,7 @@ def lively_checkpoint(path, preset: str, tokenizer: utils.Tokenizer, **shape) ->
         for p in model.parameters():
             if p.dim() == 2:
                 p.copy_(torch.randn_like(p) * 0.2)
-    torch.save({"format": utils.CHECKPOINT_FORMAT, "model": model.state_dict(),
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "model": model.state_dict(),
                 "model_config": cfg.to_dict(), "tokenizer_hash": tokenizer.hash,
                 "train_config": {"preset": preset}, "iter": 7, "best_val_loss": 4.5,
                 "metrics": {"val_loss": 4.5, "val_bpc": 2.5}, "init": "random",

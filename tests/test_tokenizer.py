@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
 
 import config  # noqa: E402
 import utils  # noqa: E402
+from tatargpt import tokenization  # noqa: E402
 
 SCRIPT = ROOT / "02_train_tokenizer.py"
 VOCAB = 512
@@ -193,7 +194,7 @@ def test_special_ids_and_sizes(trained):
     assert cfg["special_tokens"] == {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3}
     assert cfg["normalization"] == "NFC" and cfg["model"] == "ByteLevel BPE"
     assert cfg["min_frequency"] == config.TokenizerConfig().min_frequency
-    assert cfg["tokenizer_hash"] == tok.hash == utils.tokenizer_hash(trained.tok_dir)
+    assert cfg["tokenizer_hash"] == tok.hash == tokenization.tokenizer_hash(trained.tok_dir)
     # No post-processor: the stage adds <bos>/<eos> itself.
     raw = json.loads((trained.tok_dir / "tokenizer.json").read_text(encoding="utf-8"))
     assert raw["post_processor"] is None
@@ -229,7 +230,7 @@ def test_meta_counts(trained):
     assert meta["dtype"] == "uint16"
     assert (meta["pad_id"], meta["bos_id"], meta["eos_id"]) == (0, 2, 3)
     assert meta["vocab_size"] == tok.vocab_size == VOCAB
-    assert meta["tokenizer_hash"] == utils.tokenizer_hash(trained.tok_dir)
+    assert meta["tokenizer_hash"] == tokenization.tokenizer_hash(trained.tok_dir)
     for split in ("train", "val"):
         lines = sentences(trained.processed / f"{split}.txt")
         tokens = np.fromfile(trained.processed / f"{split}.bin", dtype=np.uint16)
@@ -237,7 +238,7 @@ def test_meta_counts(trained):
         assert meta[f"{split}_tokens"] == len(tokens)
         # Characters: each sentence's characters plus one for the boundary <eos> stands for.
         assert meta[f"{split}_chars"] == sum(len(line) + 1 for line in lines)
-    assert utils.check_token_files(trained.data_dir, trained.tok_dir) == meta
+    assert tokenization.check_token_files(trained.data_dir, trained.tok_dir) == meta
 
 
 def test_quality_figures(trained):
@@ -281,11 +282,11 @@ def test_mismatched_tokenizer_is_detected(trained, tmp_path):
     other_tok = tmp_path / "tokenizer"
     assert run_main("--data-dir", other_data, "--tokenizer-dir", other_tok,
                     "--vocab-size", 400) == 0
-    assert utils.tokenizer_hash(other_tok) != utils.tokenizer_hash(trained.tok_dir)
+    assert tokenization.tokenizer_hash(other_tok) != tokenization.tokenizer_hash(trained.tok_dir)
     with pytest.raises(utils.UserError, match="Re-encode"):
-        utils.check_token_files(trained.data_dir, other_tok)
-    assert utils.check_token_files(trained.data_dir, trained.tok_dir)["vocab_size"] == VOCAB
-    assert utils.check_token_files(other_data, other_tok)["vocab_size"] == 400
+        tokenization.check_token_files(trained.data_dir, other_tok)
+    assert tokenization.check_token_files(trained.data_dir, trained.tok_dir)["vocab_size"] == VOCAB
+    assert tokenization.check_token_files(other_data, other_tok)["vocab_size"] == 400
 
 
 # ---------------------------------------------------------------------------
@@ -326,7 +327,7 @@ def test_small_corpus_records_actual_size(tmp_path, capsys):
     assert 300 < actual < 5000
     assert "5,000" in out and f"{actual:,}" in out
     cfg = json.loads((tok_dir / "tokenizer_config.json").read_text(encoding="utf-8"))
-    meta = utils.read_meta(data_dir)
+    meta = tokenization.read_meta(data_dir)
     assert cfg["vocab_size"] == meta["vocab_size"] == actual
     assert cfg["requested_vocab_size"] == 5000
     tokens = np.fromfile(data_dir / "processed" / "train.bin", dtype=np.uint16)
@@ -368,7 +369,7 @@ def test_default_paths_are_relative_to_the_working_folder(trained, tmp_path, mon
     copy_corpus(trained.data_dir, tmp_path / "data")
     monkeypatch.chdir(tmp_path)
     assert run_main("--vocab-size", 400) == 0
-    assert utils.check_token_files("data", "tokenizer")["vocab_size"] == 400
+    assert tokenization.check_token_files("data", "tokenizer")["vocab_size"] == 400
 
 
 # ---------------------------------------------------------------------------
@@ -409,7 +410,7 @@ def test_failed_encoding_keeps_previous_files(trained, tmp_path, monkeypatch, fa
     assert calls == fail_at
     assert {p: p.read_bytes() for p in outputs} == before  # the tokenizer too
     assert not list(processed.glob("*.tmp")) and not list(tok_dir.glob("*.tmp"))
-    assert utils.check_token_files(data_dir, tok_dir)["vocab_size"] == VOCAB
+    assert tokenization.check_token_files(data_dir, tok_dir)["vocab_size"] == VOCAB
 
 
 def test_full_disk_is_one_message_and_changes_nothing(trained, tmp_path, capsys):

@@ -24,7 +24,7 @@ import config
 import utils
 from conftest import load_script
 from model import GPT
-from tatargpt import training_run
+from tatargpt import checkpoints, devices, tokenization, training_run
 
 ROOT = Path(__file__).resolve().parent.parent
 train_mod = load_script("03_train.py")
@@ -62,7 +62,7 @@ def test_loss_falls_clearly(tiny_data, tmp_path):
     assert rows[-1]["val_bpc"] < rows[0]["val_bpc"]
     ckpt = torch.load(out / "best_model.pt", weights_only=True)
     assert ckpt["iter"] == 50 and ckpt["best_val_loss"] == pytest.approx(rows[-1]["val_loss"])
-    assert ckpt["tokenizer_hash"] == utils.tokenizer_hash(tiny_data.tokenizer_dir)
+    assert ckpt["tokenizer_hash"] == tokenization.tokenizer_hash(tiny_data.tokenizer_dir)
     assert ckpt["dtype"] == "float32" and ckpt["device"] == "cpu"
 
 
@@ -100,7 +100,7 @@ def test_checkpoint_round_trip_through_load_model(tiny_data, tmp_path):
     idx = torch.randint(0, model.config.vocab_size, (2, 16))
     assert torch.equal(model(idx, all_logits=True)[0], fresh(idx, all_logits=True)[0])
     tok = utils.load_tokenizer(tiny_data.tokenizer_dir)
-    utils.check_tokenizer_matches(ckpt, tok)
+    checkpoints.check_tokenizer_matches(ckpt, tok)
     text = utils.generate_text(model, tok, "Казан", max_new_tokens=5, temperature=0)
     assert text.startswith("Казан")
 
@@ -240,26 +240,26 @@ def test_ddp_two_processes_on_cpu(tiny_data, tmp_path):
 
 def test_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(utils, "mps_available", lambda: False)
-    assert utils.select_device("auto")[0].type == "cpu"
-    monkeypatch.setattr(utils, "mps_available", lambda: True)
-    device, why = utils.select_device("auto")
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
+    assert devices.select_device("auto")[0].type == "cpu"
+    monkeypatch.setattr(devices, "mps_available", lambda: True)
+    device, why = devices.select_device("auto")
     assert device.type == "mps" and "MPS" in why
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Test GPU")
-    device, why = utils.select_device("auto")
+    device, why = devices.select_device("auto")
     assert device.type == "cuda" and "Test GPU" in why
 
 
 def test_unavailable_device_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(utils, "mps_available", lambda: False)
+    monkeypatch.setattr(devices, "mps_available", lambda: False)
     with pytest.raises(utils.UserError, match="no CUDA GPU"):
-        utils.select_device("cuda")
+        devices.select_device("cuda")
     with pytest.raises(utils.UserError, match="MPS is not available"):
-        utils.select_device("mps")
+        devices.select_device("mps")
     with pytest.raises(utils.UserError, match="unknown device"):
-        utils.select_device("tpu")
+        devices.select_device("tpu")
 
 
 def test_dtype_choice_per_device(monkeypatch):
@@ -270,32 +270,32 @@ def test_dtype_choice_per_device(monkeypatch):
         return lambda including_emulation=True: native or including_emulation
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu(native=True))
-    assert utils.pick_dtype(cuda)[0] == torch.bfloat16
+    assert devices.pick_dtype(cuda)[0] == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", gpu(native=False))
-    dtype, why = utils.pick_dtype(cuda)
+    dtype, why = devices.pick_dtype(cuda)
     assert dtype == torch.float16 and "loss scaling" in why
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda d: d == "mps")
-    assert utils.pick_dtype(mps)[0] == torch.float16
+    assert devices.pick_dtype(mps)[0] == torch.float16
     monkeypatch.setattr(torch.amp, "is_autocast_available", lambda d: False)
-    dtype, why = utils.pick_dtype(mps)
+    dtype, why = devices.pick_dtype(mps)
     assert dtype == torch.float32 and why.startswith("notice")
     # CPU: decided by the measured speed of bf16 matmuls, not by the processor's flags.
-    monkeypatch.setattr(utils, "cpu_bf16_speedup", lambda *a: 1.9)
-    dtype, why = utils.pick_dtype(cpu)
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda *a: 1.9)
+    dtype, why = devices.pick_dtype(cpu)
     assert dtype == torch.bfloat16 and "1.90× as fast" in why
-    monkeypatch.setattr(utils, "cpu_bf16_speedup", lambda *a: 0.56)
-    dtype, why = utils.pick_dtype(cpu)
+    monkeypatch.setattr(devices, "cpu_bf16_speedup", lambda *a: 0.56)
+    dtype, why = devices.pick_dtype(cpu)
     assert dtype == torch.float32 and "0.56× as fast" in why
-    assert utils.pick_dtype(cpu, "bfloat16")[0] == torch.bfloat16
+    assert devices.pick_dtype(cpu, "bfloat16")[0] == torch.bfloat16
     with pytest.raises(utils.UserError):
-        utils.pick_dtype(cpu, "float16")
+        devices.pick_dtype(cpu, "float16")
 
 
 def test_cpu_bf16_measurement_is_real_and_quick():
-    utils.cpu_bf16_speedup.cache_clear()
-    speedup = utils.cpu_bf16_speedup(128, 512)
+    devices.cpu_bf16_speedup.cache_clear()
+    speedup = devices.cpu_bf16_speedup(128, 512)
     assert 0.05 < speedup < 50
-    assert utils.cpu_bf16_speedup(128, 512) == speedup  # measured once per process
+    assert devices.cpu_bf16_speedup(128, 512) == speedup  # measured once per process
 
 
 def test_lr_schedule_warmup_then_cosine_to_min():
@@ -408,13 +408,13 @@ def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatc
 
 def test_ranks_get_their_own_dropout_seeds(tiny_data, tmp_path, monkeypatch):
     seeds = []
-    monkeypatch.setattr(utils, "set_seed", seeds.append)
+    monkeypatch.setattr(devices, "set_seed", seeds.append)
     dist = training_run.Dist()
     dist.rank = 1
     cfg = config.get_train_config("tiny", data_dir=str(tiny_data.data_dir),
                                   tokenizer_dir=str(tiny_data.tokenizer_dir), device="cpu")
     tok = utils.load_tokenizer(tiny_data.tokenizer_dir)
-    meta = utils.check_token_files(tiny_data.data_dir, tiny_data.tokenizer_dir)
+    meta = tokenization.check_token_files(tiny_data.data_dir, tiny_data.tokenizer_dir)
     model_cfg = config.get_preset("tiny", vocab_size=tok.vocab_size)
     train_mod.build_run(cfg, model_cfg, dist, meta, tok, {}, training_run.RunFiles(tmp_path, False),
                         lambda *a: None, 0.0)
@@ -663,7 +663,7 @@ def test_an_evaluation_reads_each_val_token_at_most_once(tiny_data):
     # The reported loss is the mean over exactly those windows.
     model = GPT(config.get_preset("tiny", vocab_size=utils.load_tokenizer(
         tiny_data.tokenizer_dir).vocab_size)).eval()
-    meta = utils.read_meta(tiny_data.data_dir)
+    meta = tokenization.read_meta(tiny_data.data_dir)
     got = train_mod.evaluate(model, splits, replace(cfg, eval_iters=1), nullcontext(), meta)
     x, y = splits["val"].windows(capped["val"])
     model.eval()  # evaluate() leaves the model in training mode
@@ -719,15 +719,15 @@ def test_a_cut_log_line_does_not_break_resume_or_plot(tiny_data, trained_out, ca
 
 def test_an_untrusted_checkpoint_is_refused_in_our_words(tmp_path):
     evil = tmp_path / "evil.pt"
-    torch.save({"format": utils.CHECKPOINT_FORMAT, "payload": Path("x")}, evil)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "payload": Path("x")}, evil)
     with pytest.raises(utils.UserError) as e:
-        utils.load_checkpoint(evil)
+        checkpoints.load_checkpoint(evil)
     assert "could run code" in str(e.value) and "weights_only" not in str(e.value)
     cut = tmp_path / "cut.pt"
-    torch.save({"format": utils.CHECKPOINT_FORMAT, "x": torch.zeros(1000)}, cut)
+    torch.save({"format": checkpoints.CHECKPOINT_FORMAT, "x": torch.zeros(1000)}, cut)
     cut.write_bytes(cut.read_bytes()[:1500])
     with pytest.raises(utils.UserError, match="damaged or truncated") as e:
-        utils.load_checkpoint(cut)
+        checkpoints.load_checkpoint(cut)
     assert "weights_only" not in str(e.value)
 
 
