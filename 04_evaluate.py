@@ -6,6 +6,7 @@ Writes  models/eval.json   the figures below, with the checkpoint they belong to
 
     python 04_evaluate.py
     python 04_evaluate.py --checkpoint models/last.pt --order 5
+    python 04_evaluate.py --eval-file my_tatar.txt    # your own Tatar, one sentence a line
 
 1. Bits per character on val.txt. The GPT scores each sentence as `<bos> sentence <eos>`;
    the baseline, a character n-gram with interpolated modified Kneser-Ney smoothing
@@ -17,7 +18,12 @@ Writes  models/eval.json   the figures below, with the checkpoint they belong to
    sentence with one plural or case suffix in the wrong harmony (китапларда → китаплардә).
    A model "knows" a pair when it gives the original the higher probability; the share of
    pairs each model knows is its harmony accuracy.
-3. The tokenizer on the same sentences: tokens per word and the share of words that are a
+3. Your own text (--eval-file, repeatable): the same two measurements on any UTF-8 file of
+   Tatar sentences. val.txt is written in the same hand as train.txt; text from elsewhere
+   (news, chats, books) shows how well each model does on Tatar it has never seen. A file
+   that shares more than --max-overlap lines with train.txt is refused: a score on training
+   text says nothing about unseen text.
+4. The tokenizer on the same sentences: tokens per word and the share of words that are a
    single token (a word inside a sentence is encoded with the space before it, as in text).
 """
 
@@ -28,6 +34,7 @@ import hashlib
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,35 +43,40 @@ import ngram
 import tatar_text
 import utils
 from tatargpt import checkpoints, cli, fileio, scoring
+from tatargpt.cli import option
 
 DEFAULT_ORDER = 6
 EXAMPLE_PAIRS = 12  # pairs written to eval.json with both models' scores
+
+
+@dataclass
+class Options:
+    data_dir: str = option("data", "folder with processed/{train,val}.txt")
+    out: str | None = option(None, "where the figures go (default: eval.json beside the "
+                                   "checkpoint; the chart beside it as .png)")
+    order: int = option(DEFAULT_ORDER, "n-gram order, 2 to 7", "N")
+    max_sentences: int = option(3000, "val sentences scored at most, an even spread of "
+                                      "val.txt", "N")
+    max_pairs: int = option(1000, "minimal pairs at most", "N")
+    ngram_max_chars: int = option(30_000_000, "characters of train.txt the n-gram learns from "
+                                              "at most, an even spread of its lines", "N")
+    batch_size: int = option(32, "sentences per GPT forward pass", "N")
+    eval_file: list[Path] = option([], "also score this UTF-8 text, one sentence a line "
+                                       "(repeatable)", "PATH")
+    max_overlap: int = option(5, "refuse an --eval-file with more than N lines that are also "
+                                 "in train.txt", "N")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_model_args(parser, "the model to evaluate", seed=0,
                        seed_help="which word of a sentence is flipped")
-    parser.add_argument("--data-dir", default="data",
-                        help="folder with processed/{train,val}.txt (default: %(default)s)")
-    parser.add_argument("--out", default=None,
-                        help="where the figures go (default: eval.json beside the checkpoint; "
-                             "the chart beside it as .png)")
-    parser.add_argument("--order", type=int, default=DEFAULT_ORDER,
-                        help="n-gram order, 2 to 7 (default: %(default)s)")
-    parser.add_argument("--max-sentences", type=int, default=3000,
-                        help="val sentences scored at most, an even spread of val.txt "
-                             "(default: %(default)s)")
-    parser.add_argument("--max-pairs", type=int, default=1000,
-                        help="minimal pairs at most (default: %(default)s)")
-    parser.add_argument("--ngram-max-chars", type=int, default=30_000_000,
-                        help="characters of train.txt the n-gram learns from at most, an even "
-                             "spread of its lines (default: %(default)s)")
-    parser.add_argument("--batch-size", type=int, default=32,
-                        help="sentences per GPT forward pass (default: %(default)s)")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     if not 2 <= args.order <= 7:
         parser.error(f"--order must be 2 to 7, got {args.order}")
+    if args.max_overlap < 0:
+        parser.error(f"--max-overlap must be 0 or more, got {args.max_overlap}")
     if min(args.max_sentences, args.max_pairs, args.ngram_max_chars, args.batch_size) < 1:
         parser.error("--max-sentences, --max-pairs, --ngram-max-chars and --batch-size must "
                      "be at least 1")
@@ -87,8 +99,36 @@ def spread(lines: list[str], limit: int, size=lambda line: 1) -> list[str]:
     return lines[::step]
 
 
+def read_eval_file(path: Path, train: set[str], max_overlap: int) -> list[str]:
+    """The sentences of an --eval-file, refused when it holds more than `max_overlap` lines of
+    train.txt (the model has seen those: their score would flatter it)."""
+    if not path.is_file():
+        raise utils.UserError(f"--eval-file {path}: no such file. Give a UTF-8 text file with "
+                              f"one Tatar sentence a line")
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as e:
+        raise utils.UserError(f"--eval-file {path} is not UTF-8 text ({e.reason} at byte "
+                              f"{e.start}). Save it as UTF-8 and run again") from e
+    sentences = [line for line in lines if line]
+    if not sentences:
+        raise utils.UserError(f"--eval-file {path} holds no sentences: give one sentence a line")
+    seen = [s for s in sentences if s in train]
+    if len(seen) > max_overlap:
+        raise utils.UserError(
+            f"--eval-file {path}: {len(seen):,} of its {len(sentences):,} lines are also in "
+            f"train.txt (for example «{seen[0][:60]}»), and the model was trained on them: a "
+            f"score on training text says nothing about unseen Tatar. Remove those lines, or "
+            f"allow them with --max-overlap {len(seen)}")
+    return sentences
+
+
+def text_sha(sentences: list[str]) -> str:
+    return hashlib.sha256("\n".join(sentences).encode("utf-8")).hexdigest()[:16]
+
+
 # ---------------------------------------------------------------------------
-# The three measurements
+# The measurements
 # ---------------------------------------------------------------------------
 
 
@@ -108,32 +148,18 @@ def tokenizer_figures(tokenizer: utils.Tokenizer, sentences: list[str]) -> dict:
     }
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    started = time.perf_counter()
-    device = utils.get_device(args.device)
-    model, ckpt, tokenizer = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer,
-                                                            device)
-    processed = Path(args.data_dir) / "processed"
-    val = spread(fileio.read_sentences(processed / "val.txt", args.data_dir), args.max_sentences)
-    train = spread(fileio.read_sentences(processed / "train.txt", args.data_dir), args.ngram_max_chars,
-                   size=lambda s: len(s) + 1)
-    if not val:
-        raise utils.UserError(f"{processed / 'val.txt'} holds no sentences. Re-create it with: "
-                              f"python 01_prepare_data.py --data-dir {args.data_dir}")
-    chars = sum(len(s) + 1 for s in val)
-    print(f"val: {len(val):,} sentences, {chars:,} characters; n-gram trained on "
-          f"{len(train):,} train sentences")
-
+def score(model, tokenizer, lm: ngram.CharNgram, sentences: list[str],
+          args: argparse.Namespace) -> dict:
+    """Both models on the same sentences: bits per character (the same characters, len + 1
+    per sentence) and the vowel-harmony minimal pairs built from them."""
+    chars = sum(len(s) + 1 for s in sentences)
     t0 = time.perf_counter()
-    lm = ngram.CharNgram(args.order).fit(train)
-    ngram_s = time.perf_counter() - t0
-    ngram_bpc = lm.bits_per_char(val)
-    t0 = time.perf_counter()
-    gpt_nats = utils.sentence_nlls(model, tokenizer, val, args.batch_size)
-    gpt_bpc = scoring.nats_to_bpc(sum(gpt_nats), chars)
+    gpt_bpc = scoring.nats_to_bpc(sum(utils.sentence_nlls(model, tokenizer, sentences,
+                                                          args.batch_size)), chars)
     gpt_s = time.perf_counter() - t0
+    ngram_bpc = lm.bits_per_char(sentences)
 
-    pairs = tatar_text.minimal_pairs(val, args.max_pairs, args.seed)
+    pairs = tatar_text.minimal_pairs(sentences, args.max_pairs, args.seed)
     originals, flipped = [p[0] for p in pairs], [p[1] for p in pairs]
     ng_orig, ng_flip = lm.sentence_logprobs(originals), lm.sentence_logprobs(flipped)
     gpt_orig = np.array(utils.sentence_nlls(model, tokenizer, originals, args.batch_size))
@@ -144,23 +170,59 @@ def evaluate(args: argparse.Namespace) -> dict:
                  "ngram_bits": [round(float(-c), 3), round(float(-d), 3)]}
                 for (s, f, w, fw), a, b, c, d in zip(pairs, gpt_orig, gpt_flip, ng_orig, ng_flip,
                                                      strict=True)][:EXAMPLE_PAIRS]
+    return {"sentences": len(sentences), "chars": chars, "sha256": text_sha(sentences),
+            "gpt": {"bpc": round(gpt_bpc, 4), "harmony_accuracy":
+                    round(harmony_accuracy(gpt_knows), 4), "seconds": round(gpt_s, 2)},
+            "ngram": {"bpc": round(ngram_bpc, 4),
+                      "harmony_accuracy": round(harmony_accuracy(ng_knows), 4)},
+            "beats_ngram_bpc": gpt_bpc < ngram_bpc,
+            "harmony": {"pairs": len(pairs), "seed": args.seed, "examples": examples}}
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    started = time.perf_counter()
+    device = utils.get_device(args.device)
+    model, ckpt, tokenizer = utils.load_model_and_tokenizer(args.checkpoint, args.tokenizer,
+                                                            device)
+    processed = Path(args.data_dir) / "processed"
+    val = spread(fileio.read_sentences(processed / "val.txt", args.data_dir), args.max_sentences)
+    all_train = fileio.read_sentences(processed / "train.txt", args.data_dir)
+    train = spread(all_train, args.ngram_max_chars, size=lambda s: len(s) + 1)
+    if not val:
+        raise utils.UserError(f"{processed / 'val.txt'} holds no sentences. Re-create it with: "
+                              f"python 01_prepare_data.py --data-dir {args.data_dir}")
+    train_set = set(all_train)
+    own = {path: read_eval_file(path, train_set, args.max_overlap) for path in args.eval_file}
+    print(f"val: {len(val):,} sentences, {sum(len(s) + 1 for s in val):,} characters; n-gram "
+          f"trained on {len(train):,} train sentences")
+
+    t0 = time.perf_counter()
+    lm = ngram.CharNgram(args.order).fit(train)
+    ngram_s = time.perf_counter() - t0
+    v = score(model, tokenizer, lm, val, args)
+    eval_files = []
+    for path, sentences in own.items():
+        r = score(model, tokenizer, lm, sentences, args)
+        eval_files.append({"path": str(path), "train_overlap": sum(s in train_set
+                                                                  for s in sentences),
+                           **{k: r[k] for k in ("sentences", "chars", "sha256", "gpt",
+                                                "ngram", "beats_ngram_bpc")},
+                           "pairs": r["harmony"]["pairs"]})
     card = utils.model_card(ckpt, model)
     return {
         "checkpoint": str(args.checkpoint),
         "fingerprint": checkpoints.checkpoint_fingerprint(ckpt),
         "model": {"preset": card["preset"], "parameters": model.num_params(),
                   "iterations": ckpt.get("iter"), "trained_on": card["trained on"]},
-        "val": {"path": str(processed / "val.txt"), "sentences": len(val), "chars": chars,
-                "sha256": hashlib.sha256("\n".join(val).encode("utf-8")).hexdigest()[:16]},
-        "gpt": {"bpc": round(gpt_bpc, 4), "harmony_accuracy": round(harmony_accuracy(gpt_knows), 4),
-                "seconds": round(gpt_s, 2)},
+        "val": {"path": str(processed / "val.txt"), "sentences": v["sentences"],
+                "chars": v["chars"], "sha256": v["sha256"]},
+        "gpt": v["gpt"],
         "ngram": {"order": args.order, "smoothing": "interpolated modified Kneser-Ney",
-                  "bpc": round(ngram_bpc, 4), "harmony_accuracy":
-                      round(harmony_accuracy(ng_knows), 4),
-                  "train_sentences": len(train), "train_chars": lm.train_chars,
+                  **v["ngram"], "train_sentences": len(train), "train_chars": lm.train_chars,
                   "seconds": round(ngram_s, 2)},
-        "beats_ngram_bpc": gpt_bpc < ngram_bpc,
-        "harmony": {"pairs": len(pairs), "seed": args.seed, "examples": examples},
+        "beats_ngram_bpc": v["beats_ngram_bpc"],
+        "harmony": v["harmony"],
+        "eval_files": eval_files,
         "tokenizer": tokenizer_figures(tokenizer, val),
         "seconds": round(time.perf_counter() - started, 2),
     }
@@ -208,6 +270,13 @@ def print_report(result: dict, out: Path) -> None:
     print(f"tokenizer: {tok['tokens_per_word']:.2f} tokens per word, "
           f"{tok['whole_word_share']:.1%} of the words are one token "
           f"({tok['vocab_size']:,} tokens)")
+    if result["eval_files"]:
+        print(f"\nyour text (--eval-file){'':<10}{'sentences':>10}{'chars':>9}{'GPT bpc':>9}"
+              f"{f'{order}-gram':>9}{'pairs':>7}{'GPT':>8}{f'{order}-gram':>8}")
+        for f in result["eval_files"]:
+            print(f"{Path(f['path']).name[:33]:<33}{f['sentences']:>10,}{f['chars']:>9,}"
+                  f"{f['gpt']['bpc']:>9.3f}{f['ngram']['bpc']:>9.3f}{f['pairs']:>7,}"
+                  f"{f['gpt']['harmony_accuracy']:>8.1%}{f['ngram']['harmony_accuracy']:>8.1%}")
     verdict = "beats" if result["beats_ngram_bpc"] else "does NOT beat"
     print(f"\nThe GPT {verdict} the {order}-gram baseline on val bits per character.")
     for ex in result["harmony"]["examples"][:3]:

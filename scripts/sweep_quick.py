@@ -27,22 +27,36 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# name: (vocabulary size, 03_train.py flags on top of the quick preset's settings). The first
-# is the quick run itself; each other run changes one thing.
+from tatargpt import cli  # noqa: E402
+from tatargpt.cli import option  # noqa: E402
+
+# name: (vocabulary size, 02_train_tokenizer.py flags, 03_train.py flags on top of the quick
+# preset's settings). The first is the quick run itself; each other run changes one thing.
 RUNS = {
-    "quick settings": (3072, []),
-    "windows at any token": (3072, ["--no-sentence-starts"]),
-    "no dropout": (3072, ["--dropout", "0"]),
-    "lr 2e-3": (3072, ["--lr", "2e-3", "--min-lr", "2e-4"]),
-    "vocabulary 2048": (2048, []),
-    "vocabulary 4096": (4096, []),
-    "4 layers": (3072, ["--n-layer", "4"]),
-    "a 3.75-minute budget": (3072, ["--time-budget", "3.75"]),
+    "quick settings": (3072, [], []),
+    "vocabulary 1024": (1024, [], []),
+    "vocabulary 512": (512, [], []),
+    "vocabulary 2048": (2048, [], []),
+    "vocabulary 4096": (4096, [], []),
+    "BPE dropout 0.1 × 4": (3072, ["--bpe-dropout", "0.1", "--train-copies", "4"], []),
+    "vocabulary 1024 + BPE dropout 0.1 × 4": (1024, ["--bpe-dropout", "0.1", "--train-copies",
+                                                    "4"], []),
+    "dropout 0.2": (3072, [], ["--dropout", "0.2"]),
+    "dropout 0.3": (3072, [], ["--dropout", "0.3"]),
+    "BPE dropout 0.1 × 4 + dropout 0.2": (3072, ["--bpe-dropout", "0.1", "--train-copies", "4"],
+                                          ["--dropout", "0.2"]),
+    "weight decay 0.3": (3072, [], ["--weight-decay", "0.3"]),
+    "no dropout": (3072, [], ["--dropout", "0"]),
+    "windows at any token": (3072, [], ["--no-sentence-starts"]),
+    "4 layers": (3072, [], ["--n-layer", "4"]),
+    "600 iterations": (3072, [], ["--max-iters", "600"]),
+    "a 3.75-minute budget": (3072, [], ["--time-budget", "3.75"]),
 }
 COMMON = ["--device", "cpu"]
 
@@ -54,16 +68,18 @@ def run(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"failed ({code}): {shlex.join(cmd)}; see {log}")
 
 
-def one_run(name: str, vocab: int, flags: list[str], work: Path, preset: str,
-            eval_files: list[Path]) -> dict:
-    data = work / f"v{vocab}" / "data"
-    tok = work / f"v{vocab}" / "tokenizer"
+def one_run(name: str, vocab: int, tok_flags: list[str], flags: list[str], work: Path,
+            preset: str, eval_files: list[Path]) -> dict:
+    key = f"v{vocab}" + "".join(tok_flags).replace("-", "_")
+    data = work / key / "data"
+    tok = work / key / "tokenizer"
     if not (tok / "tokenizer.json").is_file():
         (data / "processed").mkdir(parents=True, exist_ok=True)
         for f in ("train.txt", "val.txt", "stats.json"):
             (data / "processed" / f).write_bytes((work / "data" / "processed" / f).read_bytes())
         run([sys.executable, "02_train_tokenizer.py", "--data-dir", str(data),
-             "--tokenizer-dir", str(tok), "--vocab-size", str(vocab)], work / f"v{vocab}.log")
+             "--tokenizer-dir", str(tok), "--vocab-size", str(vocab), *tok_flags],
+            work / f"{key}.log")
     out = work / "runs" / name
     start = time.perf_counter()
     run([sys.executable, "03_train.py", "--data-dir", str(data), "--tokenizer-dir", str(tok),
@@ -77,7 +93,7 @@ def one_run(name: str, vocab: int, flags: list[str], work: Path, preset: str,
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     evals = [r for r in log if r["type"] == "eval"]
     best = min(evals, key=lambda r: r["val_loss"])
-    return {"name": name, "vocab": vocab, "flags": flags, "seconds": seconds,
+    return {"name": name, "vocab": vocab, "flags": tok_flags + flags, "seconds": seconds,
             "iters": evals[-1]["iter"], "best_iter": best["iter"],
             "params": ev["model"]["parameters"], "gpt_bpc": ev["gpt"]["bpc"],
             "ngram_bpc": ev["ngram"]["bpc"], "gpt_harmony": ev["gpt"]["harmony_accuracy"],
@@ -104,7 +120,7 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
                     if line.startswith("model name")), cpu)
     names = [Path(f["path"]).name for f in results[0]["eval_files"]] if results else []
     own_head = "".join(f"| {n}: GPT | 6-gram | pairs GPT | 6-gram " for n in names)
-    rows = ["| run | vocabulary | flags on top of the preset | parameters | iterations (best) "
+    rows = ["| run | vocabulary | flags (02 and 03) on top of the preset | parameters | iterations (best) "
             "| training s | val bits/char: GPT | 6-gram | harmony pairs: GPT | 6-gram "
             + own_head + "|",
             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * 4 * len(names)]
@@ -155,15 +171,18 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
     ])
 
 
+@dataclass
+class Options:
+    runs: str = option(",".join(RUNS), f"comma-separated runs: {', '.join(RUNS)}")
+    preset: str = option("tiny", "the model preset of every run")
+    out: str = option("docs/QUICK_RUN.md", "the Markdown table to write")
+    eval_file: list[Path] = option([], "natural Tatar to score every run on (04_evaluate.py "
+                                       "--eval-file); repeatable", "PATH")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Sweep the quick settings on the bundled corpus.")
-    parser.add_argument("--runs", default=",".join(RUNS),
-                        help=f"comma-separated runs (default: all): {', '.join(RUNS)}")
-    parser.add_argument("--preset", default="tiny", help="(default: %(default)s)")
-    parser.add_argument("--out", default="docs/QUICK_RUN.md", help="(default: %(default)s)")
-    parser.add_argument("--eval-file", action="append", type=Path, default=[], metavar="PATH",
-                        help="natural Tatar to score every run on (04_evaluate.py --eval-file); "
-                             "repeatable")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.runs.split(",") if n.strip()]
     unknown = [n for n in names if n not in RUNS]
@@ -183,14 +202,15 @@ def main(argv: list[str] | None = None) -> int:
              str(work / "data")], work / "prepare.log")
         results = []
         for name in names:
-            vocab, flags = RUNS[name]
-            results.append(one_run(name, vocab, flags, work, args.preset, args.eval_file))
+            vocab, tok_flags, flags = RUNS[name]
+            results.append(one_run(name, vocab, tok_flags, flags, work, args.preset,
+                                   args.eval_file))
             r = results[-1]
             own = "  ".join(f"{Path(f['path']).name}: GPT {f['gpt']['bpc']:.3f} 6-gram "
                             f"{f['ngram']['bpc']:.3f}" for f in r["eval_files"])
             print(f"{name:16} {r['iters']:5} it {r['seconds']:5.0f} s  GPT {r['gpt_bpc']:.3f}  "
                   f"6-gram {r['ngram_bpc']:.3f}  {own}", flush=True)
-    fileio.atomic_write_text(args.out, render(results, args))
+            fileio.atomic_write_text(args.out, render(results, args))  # so far: see it grow
     print(f"wrote {args.out}")
     return 0
 

@@ -89,7 +89,8 @@ def evaluated(tiny_checkpoint, tmp_path_factory):
     code = evaluate_mod.main(["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
                               str(tiny_checkpoint.tokenizer_dir), "--data-dir",
                               str(tiny_checkpoint.data_dir), "--out", str(out), "--device",
-                              "cpu", "--max-pairs", "200"])
+                              "cpu", "--max-pairs", "200", "--eval-file",
+                              str(tiny_checkpoint.data_dir / "processed" / "val.txt")])
     assert code == 0
     return out, json.loads(out.read_text(encoding="utf-8"))
 
@@ -118,6 +119,40 @@ def test_eval_json_holds_figures_that_can_be_recomputed(evaluated, tiny_checkpoi
     assert 1 < result["tokenizer"]["tokens_per_word"] < 6
     png = out.with_suffix(".png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (800, 340)
+
+
+def test_an_eval_file_is_scored_like_val(evaluated, tiny_checkpoint):
+    """val.txt given as --eval-file: the same sentences, so the same figures as the val row."""
+    _, result = evaluated
+    [own] = result["eval_files"]
+    assert own["path"].endswith("val.txt") and own["train_overlap"] == 0
+    assert (own["sentences"], own["chars"]) == (result["val"]["sentences"], result["val"]["chars"])
+    assert own["gpt"]["bpc"] == result["gpt"]["bpc"]
+    assert own["ngram"]["bpc"] == result["ngram"]["bpc"]
+    assert own["pairs"] == result["harmony"]["pairs"]
+    assert own["gpt"]["harmony_accuracy"] == result["gpt"]["harmony_accuracy"]
+
+
+def test_an_eval_file_from_train_txt_is_refused(tiny_checkpoint, tmp_path, capsys):
+    train = (tiny_checkpoint.data_dir / "processed" / "train.txt").read_text(
+        encoding="utf-8").splitlines()
+    mine = tmp_path / "mine.txt"
+    mine.write_text("\n".join(train[:8] + ["Бу җөмлә беркайчан да язылмаган иде, ахры."]),
+                    encoding="utf-8")
+    args = ["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
+            str(tiny_checkpoint.tokenizer_dir), "--data-dir", str(tiny_checkpoint.data_dir),
+            "--out", str(tmp_path / "e.json"), "--device", "cpu", "--max-pairs", "20",
+            "--eval-file", str(mine)]
+    assert evaluate_mod.main(args) == 2
+    err = capsys.readouterr().err
+    assert "8 of its 9 lines are also in train.txt" in err and "--max-overlap 8" in err
+    assert not (tmp_path / "e.json").exists()
+    assert evaluate_mod.main(args + ["--max-overlap", "8"]) == 0
+    result = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
+    assert result["eval_files"][0]["train_overlap"] == 8
+    (tmp_path / "latin.txt").write_bytes("Казан\n".encode("cp1251"))
+    assert evaluate_mod.main(args[:-1] + [str(tmp_path / "latin.txt")]) == 2
+    assert "is not UTF-8 text" in capsys.readouterr().err
 
 
 def test_the_checklist_row_reads_eval_json_and_refuses_a_stale_one(evaluated, tiny_checkpoint,
