@@ -57,12 +57,18 @@ from tqdm import tqdm
 import config
 import utils
 from config import DataConfig
-from tatargpt import fileio, leipzig
-from tatargpt.corpus_sources import KeptExisting, Source, gather_sources, read_lines
+from tatargpt import cli, fileio, leipzig
+from tatargpt.corpus_sources import (
+    KeptExisting,
+    PathOptions,
+    Source,
+    SourceOptions,
+    gather_sources,
+    read_lines,
+)
 from tatargpt.corpus_stats import DROP_REASONS, build_stats, print_summary
 
 UserError = utils.UserError  # a problem the user can fix: one line, exit code 2
-DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent / "data" / "sample"
 PROGRESS_EVERY = 1 << 14  # lines between progress-bar updates
 # Below this share of ә ө ү җ ң һ among its Cyrillic letters a text is not Tatar: natural Tatar
 # has about 8–12 %, Russian none.
@@ -307,7 +313,6 @@ def check_tatar(sources: list[Source], allow_non_tatar: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    cfg = DataConfig()
     parser = argparse.ArgumentParser(
         description="Download a Tatar corpus (Leipzig Corpora Collection) and turn it into clean\n"
                     "train/val text: processed/{train,val}.txt and stats.json in --data-dir.",
@@ -321,31 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     src = parser.add_argument_group("sources")
-    src.add_argument("--source", choices=("leipzig", "sample"), default="leipzig",
-                     help="leipzig: download Leipzig archives (default); sample: the bundled "
-                          "data/sample/*.txt, one sentence per line")
-    src.add_argument("--corpus", action="append", metavar="NAME",
-                     help=f"Leipzig corpus to download, repeatable; replaces the default "
-                          f"{', '.join(cfg.corpus)}. Others: {', '.join(leipzig.EXAMPLE_CORPORA)}")
+    cli.add_options(src, SourceOptions)
     config.add_flags(src, DataConfig, config.DATA_HELP, ("base_url",))
-    src.add_argument("--archive", action="append", type=Path, metavar="PATH",
-                     help="an already downloaded Leipzig .tar.gz, repeatable; no download "
-                          "unless --corpus is given too")
-    src.add_argument("--text-file", action="append", type=Path, metavar="PATH",
-                     help="plain UTF-8 text, one sentence or paragraph per line, repeatable; "
-                          "no download unless --corpus is given too")
-    src.add_argument("--sample-dir", type=Path, default=DEFAULT_SAMPLE_DIR, metavar="DIR",
-                     help="the bundled sample corpus (default: data/sample next to this script)")
-    src.add_argument("--allow-non-tatar", action="store_true",
-                     help="train on a source even when it has (almost) none of the Tatar "
-                          "letters ә ө ү җ ң һ; without it such a source is refused")
-    src.add_argument("--no-fallback", action="store_true",
-                     help="when a download fails, exit with code 1 instead of falling back to "
-                          "the sample corpus")
-    paths = parser.add_argument_group("paths")
-    paths.add_argument("--data-dir", type=Path, default=Path("data"), metavar="DIR",
-                       help="downloads go to DIR/raw/, outputs to DIR/processed/ "
-                            "(default: %(default)s)")
+    cli.add_options(parser.add_argument_group("paths"), PathOptions)
     clean = parser.add_argument_group("cleaning and split")
     config.add_flags(clean, DataConfig, config.DATA_HELP,
                      ("min_chars", "max_chars", "min_cyrillic_share", "val_fraction",

@@ -39,13 +39,13 @@ from tqdm import tqdm
 
 import config
 import utils
-from tatargpt import fileio
+from tatargpt import cli, fileio
+from tatargpt.cli import option
 
 # 256 byte symbols + the special tokens + room for at least a few dozen merges.
 MIN_VOCAB_SIZE = 300
 N_LONGEST_MERGES = 20
-SPECIAL_IDS = dict(zip(config.SPECIAL_TOKENS,
-                       (config.PAD_ID, config.UNK_ID, config.BOS_ID, config.EOS_ID), strict=True))
+SPECIAL_IDS = {name: i for i, name in enumerate(config.SPECIAL_TOKENS + config.CHAT_TOKENS)}
 NEXT_COMMANDS = (
     "python 03_train.py --preset tiny   # quick: the tiny model",
     "python 03_train.py                 # the reference run (preset small)",
@@ -72,7 +72,7 @@ def check_vocab_size(vocab_size: int, min_frequency: int) -> None:
     if vocab_size < MIN_VOCAB_SIZE:
         raise utils.UserError(
             f"--vocab-size {vocab_size} is too small: the minimum is {MIN_VOCAB_SIZE} "
-            f"(256 byte symbols + {len(config.SPECIAL_TOKENS)} special tokens + some merges). "
+            f"(256 byte symbols + {len(SPECIAL_IDS)} special tokens + some merges). "
             f"Use --vocab-size {MIN_VOCAB_SIZE} or more "
             f"(default {config.TokenizerConfig().vocab_size})."
         )
@@ -137,12 +137,13 @@ def build_tokenizer() -> Tokenizer:
 
 def train_tokenizer(train_path: Path, vocab_size: int, min_frequency: int,
                     batch_lines: int) -> Tokenizer:
-    """Learn BPE merges on train.txt; the special tokens get ids 0-3 in config's order."""
+    """Learn BPE merges on train.txt; the special tokens get ids 0-6 in config's order (the
+    four of every text, then the chat template's three)."""
     tok = build_tokenizer()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=min_frequency,
-        special_tokens=list(config.SPECIAL_TOKENS),
+        special_tokens=list(SPECIAL_IDS),
         # All 256 bytes, even those train.txt lacks: then no text is ever unencodable.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=sys.stderr.isatty(),
@@ -154,8 +155,9 @@ def train_tokenizer(train_path: Path, vocab_size: int, min_frequency: int,
 
 
 def check_special_ids(tok: Tokenizer) -> None:
-    """Later stages and the checkpoints rely on <pad>=0, <unk>=1, <bos>=2, <eos>=3."""
-    got = {name: tok.token_to_id(name) for name in config.SPECIAL_TOKENS}
+    """Later stages and the checkpoints rely on <pad>=0, <unk>=1, <bos>=2, <eos>=3, and the
+    chat template on <|user|>=4, <|assistant|>=5, <|end|>=6."""
+    got = {name: tok.token_to_id(name) for name in SPECIAL_IDS}
     if got != SPECIAL_IDS:
         raise RuntimeError(f"special token ids are {got}, expected {SPECIAL_IDS}")
 
@@ -219,23 +221,31 @@ def batch_to_array(ids: list[list[int]], bos_id: int, eos_id: int) -> np.ndarray
 
 
 def encode_split(tok: utils.Tokenizer, text_path: Path, bin_path: Path,
-                 batch_lines: int) -> SplitStats:
-    """Encode a text file into `bin_path` batch by batch, never holding all its ids in memory."""
+                 batch_lines: int, copies: int = 1) -> SplitStats:
+    """Encode a text file into `bin_path` batch by batch, never holding all its ids in memory;
+    `copies` times over (each copy segmented afresh when the tokenizer has BPE dropout)."""
     stats = SplitStats()
     with open(bin_path, "wb") as f, tqdm(
-        total=text_path.stat().st_size, unit="B", unit_scale=True,
+        total=copies * text_path.stat().st_size, unit="B", unit_scale=True,
         desc=f"encoding {text_path.name}", disable=None,
     ) as bar:
-        for batch, nbytes in read_batches(text_path, batch_lines):
-            arr = batch_to_array(tok.encode_batch(batch), tok.bos_id, tok.eos_id)
-            arr.tofile(f)
-            stats.lines += len(batch)
-            # Characters of a split = sum(len(line) + 1): the +1 is the sentence boundary that
-            # <eos> stands for. 03_train.py turns the loss into bits per character with it:
-            # val_loss_nats * val_tokens / val_chars / ln 2.
-            stats.chars += sum(len(line) + 1 for line in batch)
-            stats.tokens += len(arr)
-            bar.update(nbytes)
+        for _copy in range(copies):
+            stats = encode_once(tok, text_path, f, batch_lines, stats, bar)
+    return stats
+
+
+def encode_once(tok: utils.Tokenizer, text_path: Path, f, batch_lines: int, stats: SplitStats,
+                bar) -> SplitStats:
+    for batch, nbytes in read_batches(text_path, batch_lines):
+        arr = batch_to_array(tok.encode_batch(batch), tok.bos_id, tok.eos_id)
+        arr.tofile(f)
+        stats.lines += len(batch)
+        # Characters of a split = sum(len(line) + 1): the +1 is the sentence boundary that
+        # <eos> stands for. 03_train.py turns the loss into bits per character with it:
+        # val_loss_nats * val_tokens / val_chars / ln 2.
+        stats.chars += sum(len(line) + 1 for line in batch)
+        stats.tokens += len(arr)
+        bar.update(nbytes)
     return stats
 
 
@@ -276,7 +286,8 @@ def write_tokenizer_config(path: Path, tok: utils.Tokenizer, requested: int,
     })
 
 
-def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -> dict:
+def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats],
+               bpe_dropout: float = 0.0, train_copies: int = 1) -> dict:
     meta = {
         "vocab_size": tok.vocab_size,
         "dtype": "uint16",
@@ -290,6 +301,8 @@ def write_meta(path: Path, tok: utils.Tokenizer, stats: dict[str, SplitStats]) -
         "chars_rule": "sum(len(line) + 1) over the sentences: the +1 is the boundary <eos> "
                       "stands for",
         "tokens_rule": "<bos> and <eos> included",
+        # train.bin holds train.txt this many times, each copy segmented with BPE dropout.
+        "train_copies": train_copies, "bpe_dropout": bpe_dropout,
     }
     fileio.atomic_write_json(path, meta)
     return meta
@@ -313,12 +326,18 @@ def print_summary(tok: utils.Tokenizer, quality: dict, meta: dict, tokenizer_dir
 
 
 def run(data_dir: Path, tokenizer_dir: Path, vocab_size: int, min_frequency: int,
-        batch_lines: int) -> dict:
+        batch_lines: int, bpe_dropout: float = 0.0, train_copies: int = 1) -> dict:
     """The whole stage; returns meta.json's content."""
     start = time.perf_counter()
     check_vocab_size(vocab_size, min_frequency)
     if batch_lines < 1:
         raise utils.UserError(f"--batch-lines must be at least 1, got {batch_lines}.")
+    if not 0 <= bpe_dropout < 1:
+        raise utils.UserError(f"--bpe-dropout must be at least 0 and below 1, got {bpe_dropout}.")
+    if train_copies < 1 or (train_copies > 1 and bpe_dropout == 0):
+        raise utils.UserError(f"--train-copies must be at least 1, and more than 1 only with "
+                              f"--bpe-dropout (identical copies teach nothing), got "
+                              f"{train_copies}.")
     train_path, val_path = find_inputs(data_dir)
     processed = train_path.parent
 
@@ -339,13 +358,27 @@ def run(data_dir: Path, tokenizer_dir: Path, vocab_size: int, min_frequency: int
         # From here on everything goes through the written file, as the later stages see it.
         tok = utils.Tokenizer(tokenizer_dir, json_path=tok_json)
         quality = {**measure_quality(tok, val_path, batch_lines), "longest_merges": merges}
-        stats = {"train": encode_split(tok, train_path, train_bin, batch_lines),
-                 "val": encode_split(tok, val_path, val_bin, batch_lines)}
+        # BPE dropout (Provilkov et al., 2020) segments each copy of train.txt afresh, so the
+        # model meets a word split in many ways; val.bin and every later stage get the one
+        # segmentation tokenizer.json gives (the dropout is never saved in it).
+        tok.set_bpe_dropout(bpe_dropout)
+        stats = {"train": encode_split(tok, train_path, train_bin, batch_lines, train_copies)}
+        tok.set_bpe_dropout(0.0)
+        stats["val"] = encode_split(tok, val_path, val_bin, batch_lines)
         write_tokenizer_config(tok_config, tok, vocab_size, min_frequency, stats["train"],
                                read_prepare_stats(processed), quality)
-        meta = write_meta(meta_json, tok, stats)
+        meta = write_meta(meta_json, tok, stats, bpe_dropout, train_copies)
     print_summary(tok, quality, meta, tokenizer_dir, processed, time.perf_counter() - start)
     return meta
+
+
+@dataclass
+class PathOptions:
+    data_dir: Path = option(Path("data"), "folder holding processed/{train,val}.txt from "
+                                          "01_prepare_data.py; the token files and meta.json "
+                                          "go to its processed/")
+    tokenizer_dir: Path = option(Path("tokenizer"), "where tokenizer.json and "
+                                                    "tokenizer_config.json go")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -353,13 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a byte-level BPE tokenizer on DATA_DIR/processed/train.txt and "
                     "encode train.txt and val.txt into uint16 token files.",
     )
-    parser.add_argument("--data-dir", type=Path, default=Path("data"),
-                        help="folder holding processed/{train,val}.txt from 01_prepare_data.py; "
-                             "the token files and meta.json go to its processed/ "
-                             "(default: %(default)s)")
-    parser.add_argument("--tokenizer-dir", type=Path, default=Path("tokenizer"),
-                        help="where tokenizer.json and tokenizer_config.json go "
-                             "(default: %(default)s)")
+    cli.add_options(parser, PathOptions)
     config.add_flags(parser, config.TokenizerConfig, config.TOKENIZER_HELP)
     return parser
 
@@ -369,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> int:
         run(args.data_dir, args.tokenizer_dir, args.vocab_size, args.min_frequency,
-            args.batch_lines)
+            args.batch_lines, args.bpe_dropout, args.train_copies)
         return 0
 
     return utils.run_cli(work, "the tokenizer and the token files are as they were")

@@ -25,9 +25,8 @@ is refused (continue it with --resume, or replace it with --overwrite, which kee
 files until the new run has passed its first evaluation). Ctrl-C finishes the current step
 (or stops an evaluation at its next batch), saves last.pt and says how to continue.
 
-This file is the lesson: data, learning rate, evaluation, model and optimizer, one training
-step, then the loop. What makes a run safe and convenient (flags, resuming, staged
-overwrites, Ctrl-C, time budgets, torchrun) is in tatargpt/training_run.py.
+This file is the lesson: data, learning rate, evaluation, model and optimizer, one step, the
+loop. Flags, resuming, staged overwrites, Ctrl-C, time budgets, torchrun: training_run.py.
 """
 
 from __future__ import annotations

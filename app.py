@@ -5,7 +5,7 @@
     python app.py --share                # also a public *.gradio.live link (needs internet)
 
 Inputs: a checkpoint of 03_train.py and the tokenizer of 02_train_tokenizer.py. The page has
-four tabs, each also an API endpoint (`gradio_client.Client(url).predict(..., api_name="/…")`):
+five tabs, each also an API endpoint (`gradio_client.Client(url).predict(..., api_name="/…")`):
 
 - Text generation (`/generate`): the output streams token by token; Stop cancels it.
   Returns (text, note): the prompt followed by its continuation, and a Markdown note that
@@ -16,6 +16,10 @@ four tabs, each also an API endpoint (`gradio_client.Client(url).predict(..., ap
   the token that completes the letter carries it.
 - Perplexity (`/perplexity`): scores one or two texts (each line a sentence, as in training).
   Returns (Markdown table, JSON {"a": {...}, "b": {...} | null}).
+- Chat (`/chat`, arguments: message, then the sampling settings): the fine-tuned model of
+  05_finetune.py (models/chat_model.pt, or --checkpoint itself when it is one) answers,
+  streaming; in the page the conversation so far goes into the template with each message.
+  Without a fine-tuned model the tab says how to make one.
 - Model card: the figures of the checkpoint (utils.model_card) and its loss curve.
 
 Bad input never shows a stack trace:
@@ -57,6 +61,7 @@ import torch
 import config
 import utils
 from tatargpt import cli, devices, scoring, tokenization
+from tatargpt.cli import option
 
 CONCURRENCY = 2  # generations at once; more only slow each other down on a CPU
 
@@ -69,6 +74,10 @@ TOP_P = (0.05, 1.0, config.SAMPLING.top_p)
 REPETITION_PENALTY = (1.0, 2.0, config.SAMPLING.repetition_penalty)
 TOP_K_SLIDER = (0, 200, config.SAMPLING.top_k)  # 0 = off; via the API any k ≥ vocabulary too
 DEFAULT_SEED = config.SAMPLING.seed
+
+CHAT_CHECKPOINT_NAME = "chat_model.pt"  # 05_finetune.py's, beside the base model
+CHAT_MAX_NEW_TOKENS = (1, 300, 80)  # an answer is one to three sentences
+CHAT_TEMPERATURE = 0.7  # the Chat tab's default: a little surer than free text
 
 MAX_TEXT_CHARS = 20_000  # tokenizer and perplexity inputs
 MAX_TOKENS_SHOWN = 2_000  # tokens drawn in the tokenizer view (the JSON has all of them)
@@ -104,12 +113,31 @@ class Loaded:
     checkpoint: Path
     device: torch.device
     lock: threading.Lock = field(default_factory=threading.Lock)  # one model call at a time
+    chat_model: torch.nn.Module | None = None  # the fine-tuned model of the Chat tab
+    chat_why: str = ""  # why there is none, and how to make one
 
 
-def load(checkpoint: str | Path, tokenizer_dir: str | Path, device: torch.device) -> Loaded:
-    """Model, tokenizer and checkpoint; UserError when one is missing or they do not match."""
+def load(checkpoint: str | Path, tokenizer_dir: str | Path, device: torch.device,
+         chat_checkpoint: str | Path | None = None) -> Loaded:
+    """Model, tokenizer and checkpoint; UserError when one is missing or they do not match.
+    The Chat tab talks to the checkpoint itself when it is a fine-tuned one, else to
+    `chat_checkpoint` (by default chat_model.pt beside the checkpoint) when that exists."""
     model, ckpt, tokenizer = utils.load_model_and_tokenizer(checkpoint, tokenizer_dir, device)
-    return Loaded(model, tokenizer, ckpt, Path(checkpoint), device)
+    loaded = Loaded(model, tokenizer, ckpt, Path(checkpoint), device)
+    chat_checkpoint = chat_checkpoint or Path(checkpoint).parent / CHAT_CHECKPOINT_NAME
+    if ckpt.get("finetune"):
+        loaded.chat_model = model
+    elif not Path(chat_checkpoint).is_file():
+        loaded.chat_why = (f"No fine-tuned model at {chat_checkpoint} yet. Make one from this "
+                           f"model (about a minute for the quick model on a CPU):\n\n"
+                           f"```bash\npython 05_finetune.py\n```\n\nthen start the demo again.")
+    else:
+        try:
+            loaded.chat_model, _, _ = utils.load_model_and_tokenizer(
+                chat_checkpoint, ckpt.get("tokenizer_dir") or tokenizer_dir, device)
+        except utils.UserError as e:
+            loaded.chat_why = f"The Chat tab is off: {e}"
+    return loaded
 
 
 # ---------------------------------------------------------------------------
@@ -212,6 +240,56 @@ def generate(loaded: Loaded, prompt, max_new_tokens, temperature, top_k, top_p,
     done = (f"Generated {len(text) - len(prompt)} characters in {seconds:.1f} s on "
             f"{loaded.device.type} (seed {settings['seed']}).")
     yield text, "\n\n".join([*notes, done])
+
+
+# ---------------------------------------------------------------------------
+# Chat
+# ---------------------------------------------------------------------------
+
+
+def _history(history) -> list[dict]:
+    """Gradio's chat history as our messages: text content, user and assistant turns."""
+    messages = []
+    for m in history or []:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, list):  # [{"type": "text", "text": …}, …]
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        if m.get("role") in ("user", "assistant") and isinstance(content, str) and content.strip():
+            if messages and messages[-1]["role"] == m["role"]:  # keep the turns alternating
+                messages[-1]["content"] += "\n" + content
+            else:
+                messages.append({"role": m["role"], "content": content})
+    while messages and messages[0]["role"] != "user":
+        messages.pop(0)
+    return messages
+
+
+def chat(loaded: Loaded, message, history, max_new_tokens, temperature, top_k, top_p,
+         repetition_penalty, seed):
+    """Stream the fine-tuned model's answer to `message`, the conversation so far included
+    (in the chat template, tatargpt/chat.py)."""
+    if loaded.chat_model is None:
+        raise _user_error("No fine-tuned model: run python 05_finetune.py, then restart the demo.")
+    if isinstance(message, dict):  # a multimodal textbox sends {"text": …}
+        message = message.get("text")
+    if not isinstance(message, str) or not message.strip():
+        raise _user_error("Сорау языгыз — write a message first.")
+    settings, _ = generation_settings(max_new_tokens, temperature, top_k, top_p,
+                                      repetition_penalty, seed, loaded.tokenizer.vocab_size)
+    settings["max_new_tokens"] = min(settings["max_new_tokens"], CHAT_MAX_NEW_TOKENS[1])
+    messages = [*_history(history), {"role": "user", "content": message}]
+    if len(messages) > 1 and messages[-2]["role"] == "user":  # an answer went missing
+        messages = messages[-1:]
+    pieces = utils.chat(loaded.chat_model, loaded.tokenizer, messages, stream=True, **settings)
+    answer = ""
+    while True:
+        with loaded.lock:
+            piece = next(pieces, None)
+        if piece is None:
+            break
+        answer += piece
+        yield answer.lstrip()
+    yield answer.strip() or "…"  # (a model may end its turn at once)
 
 
 # ---------------------------------------------------------------------------
@@ -404,6 +482,9 @@ def build_demo(loaded: Loaded) -> gr.Blocks:
                 outputs=[output, note], api_name="generate", preprocess=False)
             stop_btn.click(None, cancels=[generation], queue=False)
 
+        with gr.Tab("Сөйләшү (Chat)"):
+            chat_tab(loaded)
+
         with gr.Tab("Токенизатор (Tokenizer)"):
             tok_text = gr.Textbox(label="Text", lines=3, value="Казан — Татарстанның башкаласы.")
             tok_btn = gr.Button("Tokenize")
@@ -442,6 +523,34 @@ def build_demo(loaded: Loaded) -> gr.Blocks:
     return demo
 
 
+def chat_tab(loaded: Loaded) -> None:
+    """The Chat tab: the fine-tuned model (05_finetune.py), or how to make one."""
+    if loaded.chat_model is None:
+        gr.Markdown("## Сөйләшү — chat with a fine-tuned model\n\n" + loaded.chat_why)
+        return
+    gr.Markdown("A model fine-tuned on questions and answers (05_finetune.py). It has learnt "
+                "the form of an answer in Tatar, not facts: check what it says.")
+    with gr.Accordion("Sampling", open=False):
+        with gr.Row():
+            controls = [
+                gr.Slider(*CHAT_MAX_NEW_TOKENS[:2], value=CHAT_MAX_NEW_TOKENS[2], step=1,
+                          label="Max new tokens"),
+                gr.Slider(*TEMPERATURE[:2], value=CHAT_TEMPERATURE, step=0.05,
+                          label="Temperature (0 = greedy)", elem_id="chat-temperature"),
+                gr.Slider(*TOP_K_SLIDER[:2], value=TOP_K_SLIDER[2], step=1,
+                          label="Top-k (0 = off)"),
+                gr.Slider(*TOP_P[:2], value=TOP_P[2], step=0.05, label="Top-p (1 = off)"),
+                gr.Slider(*REPETITION_PENALTY[:2], value=REPETITION_PENALTY[2], step=0.05,
+                          label="Repetition penalty (1 = off)"),
+                gr.Number(value=DEFAULT_SEED, precision=0, label="Seed"),
+            ]
+    gr.ChatInterface(functools.partial(chat, loaded), additional_inputs=controls,
+                     examples=[[e] for e in config.CHAT_PROMPTS], api_name="chat",
+                     chatbot=gr.Chatbot(elem_id="chatbot", height=360),
+                     textbox=gr.Textbox(placeholder="Сорау языгыз… (write a question)",
+                                        elem_id="chat-input"))
+
+
 def build_setup_demo(reason: str) -> gr.Blocks:
     """The page shown when there is no usable model: what went wrong and how to train one."""
     with gr.Blocks(title="Tatar-GPT: no model", analytics_enabled=False) as demo:
@@ -460,15 +569,20 @@ def build_setup_demo(reason: str) -> gr.Blocks:
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class Options:
+    chat_checkpoint: str | None = option(
+        None, f"the fine-tuned model of the Chat tab, when --checkpoint is not one (default: "
+              f"{CHAT_CHECKPOINT_NAME} beside --checkpoint)", "PATH")
+    host: str = option("127.0.0.1", "address to listen on; 0.0.0.0 for the whole network")
+    port: int = option(7860, "the port of the page", "N")
+    share: bool = option(False, "also create a public gradio.live link (needs internet)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Tatar-GPT web demo (Gradio).")
     cli.add_model_args(parser, "the model to demo")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on; 0.0.0.0 for the whole network "
-                             "(default: %(default)s)")
-    parser.add_argument("--port", type=int, default=7860, help="(default: %(default)s)")
-    parser.add_argument("--share", action="store_true",
-                        help="also create a public gradio.live link (needs internet)")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     if not 1 <= args.port <= 65535:
         parser.error(f"--port must be between 1 and 65535, got {args.port} "
@@ -484,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        loaded = load(args.checkpoint, args.tokenizer, device)
+        loaded = load(args.checkpoint, args.tokenizer, device, args.chat_checkpoint)
     except (utils.UserError, OSError) as e:
         reason = utils.describe_os_error(e) if isinstance(e, OSError) else str(e)
         print(f"notice: {reason}\nThe page will explain how to train a model.", file=sys.stderr)

@@ -61,7 +61,8 @@ import torch
 import config
 import utils
 from model import GPT
-from tatargpt import devices, fileio, training_run
+from tatargpt import cli, devices, fileio, training_run
+from tatargpt.cli import option
 
 SECTIONS = ("peak", "train", "loop", "generate", "memory")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -419,34 +420,34 @@ def print_table(rows: list[tuple[str, float, str, str]]) -> None:
 # ---------------------------------------------------------------------------
 
 
+@dataclass
+class Options:
+    device: str = option("cpu", "cpu | cuda | mps")
+    preset: str | None = option(None, "model preset (default: small; tiny with --quick)",
+                                choices=list(config.PRESETS))
+    batch_size: int | None = option(None, "training sequences per step (default: 8 on a CPU, "
+                                          "32 on a GPU; 2 with --quick)")
+    seq_len: int | None = option(None, "training tokens per sequence (default: 256; 64 with "
+                                       "--quick)")
+    repeats: int | None = option(None, "timed repetitions per figure (default: 5; 2 with "
+                                       "--quick)")
+    prompt_len: int = option(16, "generation prompt tokens")
+    new_tokens: int | None = option(None, "generated tokens per run (default: 240; 24 with "
+                                          "--quick)")
+    matmul_size: int | None = option(None, "side of the square matmuls timed for the peak "
+                                           "(default: 2048 on a CPU, 8192 on a GPU; 256 with "
+                                           "--quick)")
+    threads: int | None = option(None, "torch.set_num_threads (default: torch's own choice)")
+    only: str = option(",".join(SECTIONS), f"comma-separated sections to run: "
+                                           f"{', '.join(SECTIONS)}")
+    quick: bool = option(False, "smoke run: tiny preset, small sizes, few repetitions")
+    out: Path = option(Path("bench_results/bench.json"), "where to write the JSON results")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Measure training and generation speed and training memory on one device.")
-    parser.add_argument("--device", default="cpu", help="cpu | cuda | mps (default: cpu)")
-    parser.add_argument("--preset", choices=list(config.PRESETS), default=None,
-                        help="model preset (default: small; tiny with --quick)")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="training sequences per step (default: 8 on a CPU, 32 on a GPU; "
-                             "2 with --quick)")
-    parser.add_argument("--seq-len", type=int, default=None,
-                        help="training tokens per sequence (default: 256; 64 with --quick)")
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed repetitions per figure (default: 5; 2 with --quick)")
-    parser.add_argument("--prompt-len", type=int, default=16, help="generation prompt tokens")
-    parser.add_argument("--new-tokens", type=int, default=None,
-                        help="generated tokens per run (default: 240; 24 with --quick)")
-    parser.add_argument("--matmul-size", type=int, default=None,
-                        help="side of the square matmuls timed for the peak "
-                             "(default: 2048 on a CPU, 8192 on a GPU; 256 with --quick)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch.set_num_threads (default: torch's own choice)")
-    parser.add_argument("--only", default=",".join(SECTIONS),
-                        help=f"comma-separated sections to run (default: all): "
-                             f"{', '.join(SECTIONS)}")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny preset, small sizes, few repetitions")
-    parser.add_argument("--out", type=Path, default=Path("bench_results/bench.json"),
-                        help="where to write the JSON results")
+    cli.add_options(parser, Options)
     return parser
 
 

@@ -32,7 +32,11 @@ import sys
 import tarfile
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from tatargpt import cli
+from tatargpt.cli import option
 
 ROOT = Path(__file__).resolve().parent
 NAME = "tat_synthetic_2024_1M"
@@ -155,19 +159,21 @@ def run_stage(archive: Path, data_dir: Path) -> dict:
     }
 
 
+@dataclass
+class Options:
+    lines: int = option(1_000_000, "synthetic corpus size", "N")
+    archive: Path | None = option(None, "benchmark this Leipzig archive instead of a synthetic "
+                                        "one, e.g. the real data/raw/tat_mixed_2015_1M.tar.gz",
+                                  "PATH")
+    keep_archive: Path | None = option(None, "also save the synthetic archive here (reuse it "
+                                             "with --archive)", "PATH")
+    repeat: int = option(1, "run the stage N times and report the fastest", "N")
+    out: Path = option(Path("bench_results/prepare_data.json"), "where the JSON results go")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lines", type=int, default=1_000_000,
-                        help="synthetic corpus size (default: %(default)s)")
-    parser.add_argument("--archive", type=Path, metavar="PATH",
-                        help="benchmark this Leipzig archive instead of a synthetic one, e.g. "
-                             "the real data/raw/tat_mixed_2015_1M.tar.gz")
-    parser.add_argument("--keep-archive", type=Path, metavar="PATH",
-                        help="also save the synthetic archive here (reuse it with --archive)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run the stage N times and report the fastest (default: 1)")
-    parser.add_argument("--out", type=Path, default=Path("bench_results/prepare_data.json"),
-                        help="where the JSON results go (default: %(default)s)")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench_prepare_") as tmp:

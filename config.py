@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import typing
 from dataclasses import asdict, dataclass, fields, replace
 
 # Token files store ids as uint16, so no vocabulary may exceed this.
@@ -25,6 +26,10 @@ UINT16_LIMIT = 2**16
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<bos>", "<eos>")  # ids 0, 1, 2, 3
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+# The chat template's tokens (tatargpt/chat.py), reserved by 02_train_tokenizer.py right after
+# the four above, so that ids 0-3 keep their meaning: ids 4, 5, 6. Pretraining text never
+# holds them; stage 5 (05_finetune.py) teaches the model what they mean.
+CHAT_TOKENS = ("<|user|>", "<|assistant|>", "<|end|>")
 
 
 # ---------------------------------------------------------------------------
@@ -73,28 +78,33 @@ class TokenizerConfig:
     min_frequency: int = 2
     special_tokens: tuple[str, ...] = SPECIAL_TOKENS
     batch_lines: int = 10_000
+    bpe_dropout: float = 0.0  # while encoding train.txt only
+    train_copies: int = 1  # encodings of train.txt in train.bin (> 1 with bpe_dropout)
 
 
 TOKENIZER_HELP = {
     "vocab_size": ("N", f"tokens in the vocabulary, including the 256 bytes and the "
-                        f"{len(SPECIAL_TOKENS)} special tokens; at most {UINT16_LIMIT}"),
+                        f"{len(SPECIAL_TOKENS) + len(CHAT_TOKENS)} special tokens; at most {UINT16_LIMIT}"),
     "min_frequency": ("N", "learn only merges of pairs seen at least this often"),
     "batch_lines": ("N", "sentences read and encoded at a time; bounds memory use"),
+    "bpe_dropout": ("P", "encode train.txt with BPE dropout: skip each merge with probability "
+                         "P, so words are split in many ways (val.txt and later stages: never)"),
+    "train_copies": ("K", "write train.txt K times into train.bin, each segmented afresh "
+                          "(with --bpe-dropout)"),
 }
 
 
 def add_flags(parser, cls, table: dict[str, tuple[str, str]],
               names: tuple[str, ...] | None = None) -> None:
     """Add one flag per field of dataclass `cls` in `table` (or in `names`, in that order):
-    --field-name, typed and defaulted from the field, so a flag's name is its field's."""
-    defaults = cls()
-    kinds = {f.name: {"int": int, "float": float, "str": str}[str(f.type)]
-             for f in fields(cls) if f.name in table}
+    --field-name, typed and defaulted from the field, so a flag's name is its field's; the
+    same generator as the scripts' own options (tatargpt/cli.py)."""
+    from tatargpt.cli import add_flag
+
+    hints, defaults = typing.get_type_hints(cls), cls()
     for name in names or tuple(table):
         metavar, help_text = table[name]
-        parser.add_argument("--" + name.replace("_", "-"), type=kinds[name],
-                            default=getattr(defaults, name), metavar=metavar,
-                            help=f"{help_text} (default: %(default)s)")
+        add_flag(parser, name, hints[name], getattr(defaults, name), help_text, metavar=metavar)
 
 
 # ---------------------------------------------------------------------------
@@ -406,12 +416,93 @@ def get_train_config(preset: str = "small", **overrides) -> TrainConfig:
 
 
 # ---------------------------------------------------------------------------
+# Fine-tuning (05_finetune.py)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneConfig:
+    checkpoint: str = "models/best_model.pt"  # the pretrained base model
+    tokenizer_dir: str = "tokenizer"
+    sft_dir: str = "data/sft"
+    data_dir: str = "data"  # processed/val.txt: how much pretraining knowledge is kept
+    out: str = "models/chat_model.pt"
+    max_iters: int = 400
+    batch_size: int = 16
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    warmup_iters: int = 20
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_interval: int = 50
+    val_percent: int = 10
+    lora_rank: int = 0  # 0 = full fine-tune
+    lora_alpha: float = 16.0
+    lora_targets: str = "attn,mlp"
+    lora_lr: float = 3e-3  # adapters start at zero: they take a larger step than full weights
+    forget_sentences: int = 300  # val.txt sentences scored before and after
+    check_prompts: int = 24  # val questions answered greedily before and after
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 1337
+
+
+FINETUNE_HELP = {
+    "checkpoint": ("PATH", "the pretrained model (03_train.py's best_model.pt)"),
+    "tokenizer_dir": ("DIR", "the tokenizer it was trained with"),
+    "sft_dir": ("DIR", "the conversations: every *.jsonl in it, one {\"messages\": [...]} a line"),
+    "data_dir": ("DIR", "folder with processed/val.txt, to measure what the model forgets"),
+    "out": ("PATH", "the fine-tuned model (a checkpoint like best_model.pt)"),
+    "max_iters": ("N", "optimizer steps"),
+    "batch_size": ("N", "conversations per step"),
+    "lr": ("LR", "peak learning rate of a full fine-tune"),
+    "min_lr": ("LR", "learning rate at the end of the cosine decay"),
+    "warmup_iters": ("N", "linear warm-up steps"),
+    "weight_decay": ("WD", "AdamW weight decay"),
+    "grad_clip": ("NORM", "clip the gradient norm (0 = off)"),
+    "eval_interval": ("N", "steps between evaluations of the val answer loss (and saves)"),
+    "val_percent": ("P", "percent of the conversations held out for val, by a stable hash"),
+    "lora_rank": ("R", "train rank-R LoRA adapters on the frozen model and merge them into "
+                       "the saved weights (0 = fine-tune every weight)"),
+    "lora_alpha": ("ALPHA", "LoRA scale: the update is (alpha / rank) · B A"),
+    "lora_targets": ("LIST", "layers that get adapters: attn, mlp or attn,mlp"),
+    "lora_lr": ("LR", "peak learning rate of the adapters, instead of --lr (--min-lr scales "
+                      "with it)"),
+    "forget_sentences": ("N", "val.txt sentences scored before and after (0 = skip)"),
+    "check_prompts": ("N", "val questions answered (greedy) before and after: how many end "
+                           "their turn, in which letters"),
+    "device": ("NAME", "auto | cpu | cuda | mps"),
+    "dtype": ("NAME", "auto | float32 | bfloat16 | float16"),
+    "seed": ("N", "seed of the batch order and the adapters' initialisation"),
+}
+
+# Fine-tuning settings that make sense for the preset of the base model.
+FINETUNE_PRESETS: dict[str, dict] = {
+    # fp32: on a CPU the short, ragged batches of conversations ran 2.6× slower under bf16
+    # autocast than in fp32 (AMD EPYC Zen 4, 2 cores; docs/FINETUNING.md).
+    "tiny": dict(max_iters=200, lr=1e-3, min_lr=1e-4, lora_lr=1e-2, eval_interval=50,
+                 dtype="float32", check_prompts=16, forget_sentences=200),
+}
+
+
+def get_finetune_config(preset: str | None = None, **overrides) -> FinetuneConfig:
+    """FinetuneConfig defaults, then the base model's preset's, then `overrides`."""
+    return FinetuneConfig(**{**FINETUNE_PRESETS.get(preset or "", {}), **overrides})
+
+
+# ---------------------------------------------------------------------------
 # Generation
 # ---------------------------------------------------------------------------
 
 # The prompts every demo starts from: a city, the republic, the national poet, a phrase, a season.
 PROMPTS: tuple[str, ...] = ("Казан шәһәре", "Татарстан", "Габдулла Тукай", "Мин татарча",
                             "Яз көне")
+
+# Questions every chat demo starts from (app.py's Chat tab, quick_test.py, the notebook): a
+# place, a dish, grammar, a translation. None of them is in data/sft/.
+CHAT_PROMPTS: tuple[str, ...] = ("Казан нинди елга ярында утыра?", "Өчпочмакка нинди ит салалар?",
+                                 "«Урман» сүзенең күплеге ничек була?",
+                                 "Татарчага тәрҗемә ит: «Я люблю читать.»")
 
 
 @dataclass(frozen=True)
@@ -430,7 +521,9 @@ SAMPLING = SamplingConfig()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the parameter breakdown of presets.")
     parser.add_argument("presets", nargs="*", help=f"presets (default: all): {', '.join(PRESETS)}")
-    parser.add_argument("--markdown", action="store_true", help="print one Markdown table")
+    from tatargpt.cli import add_flag
+
+    add_flag(parser, "markdown", bool, False, "print one Markdown table")
     args = parser.parse_args(argv)
     try:
         names = args.presets or list(PRESETS)

@@ -37,11 +37,14 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import config
 import utils
+from tatargpt import chat as chat_template
 from tatargpt import checkpoints, cli, fileio, scoring
+from tatargpt.cli import option
 from tatargpt.hf_format import (  # noqa: F401  (names the tests and the docs use here)
     FAMILIES,
     METADATA_KEY,
@@ -76,7 +79,8 @@ def export(checkpoint: Path, tokenizer_dir: Path, out: Path, overwrite: bool = F
     staging = out.with_name(out.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        hf_tokenizer(tokenizer).save_pretrained(staging)
+        is_chat = bool(ckpt.get("finetune"))  # a model of 05_finetune.py
+        hf_tokenizer(tokenizer, is_chat).save_pretrained(staging)
         fields = hf_config(family, cfg)
         hf_cfg = transformers.AutoConfig.for_model(fields.pop("model_type"), **fields)
         hf_cfg.architectures = [FAMILIES[family]]
@@ -99,8 +103,10 @@ def export(checkpoint: Path, tokenizer_dir: Path, out: Path, overwrite: bool = F
             raise RuntimeError(f"weight names do not line up: missing {missing}, "
                                f"unexpected {unexpected}")
         hf_model.tie_weights()
+        # A chat model ends its turn with <|end|>: generate() stops there (or at <eos>).
+        eos = [tokenizer.end_id, config.EOS_ID] if is_chat else config.EOS_ID
         hf_model.generation_config = transformers.GenerationConfig(
-            bos_token_id=config.BOS_ID, eos_token_id=config.EOS_ID, pad_token_id=config.PAD_ID,
+            bos_token_id=config.BOS_ID, eos_token_id=eos, pad_token_id=config.PAD_ID,
             do_sample=True, temperature=config.SAMPLING.temperature, top_k=config.SAMPLING.top_k,
             top_p=config.SAMPLING.top_p, repetition_penalty=config.SAMPLING.repetition_penalty,
             max_new_tokens=100)  # as app.py's page
@@ -116,9 +122,15 @@ def export(checkpoint: Path, tokenizer_dir: Path, out: Path, overwrite: bool = F
     return {"family": family, "class": FAMILIES[family], "out": str(out)}
 
 
-def hf_tokenizer(tokenizer: utils.Tokenizer):
+def hf_tokenizer(tokenizer: utils.Tokenizer, is_chat: bool = False):
     """Our tokenizer as a PreTrainedTokenizerFast: `tokenizer(text)` gives <bos> and then
-    exactly our ids; "<eos>" typed in a text stays text, as in ours."""
+    exactly our ids; "<eos>" typed in a text stays text, as in ours.
+
+    For a chat model it also carries the chat template (tatargpt/chat.py), so that
+    `apply_chat_template(messages, add_generation_prompt=True)` gives our renderer's ids.
+    transformers renders that template to a string with the role tokens written out, so
+    here special tokens in a text are read as the tokens: a user who types "<|end|>" ends
+    the message (our renderer keeps typed text as text)."""
     from tokenizers import Tokenizer as HFTokenizer
     from tokenizers.processors import TemplateProcessing
     from transformers import PreTrainedTokenizerFast
@@ -126,9 +138,12 @@ def hf_tokenizer(tokenizer: utils.Tokenizer):
     raw = HFTokenizer.from_file(str(tokenizer.path / "tokenizer.json"))
     raw.post_processor = TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
                                             special_tokens=[("<bos>", config.BOS_ID)])
+    chat = {"chat_template": chat_template.CHAT_TEMPLATE,
+            "additional_special_tokens": list(config.CHAT_TOKENS)} if is_chat else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=raw, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
-        unk_token="<unk>", split_special_tokens=True, clean_up_tokenization_spaces=False)
+        unk_token="<unk>", split_special_tokens=not is_chat, clean_up_tokenization_spaces=False,
+        **chat)
 
 
 # ---------------------------------------------------------------------------
@@ -177,6 +192,12 @@ def model_card(ckpt: dict, model, family: str, evaluation: dict | None) -> str:
         ("validation loss (nats per token)", f"{val_loss:.4f}"),
         ("validation perplexity", f"{scoring.nats_to_ppl(val_loss):.2f}"),
     ]
+    ft = ckpt.get("finetune")
+    if ft:  # a chat model: the loss is on the answers of held-out conversations
+        rows = [("fine-tuning", f"{ft['method']}, {ft['iter']:,} steps on Tatar conversations"),
+                ("val answer loss (nats per answer token)",
+                 f"{ft['val_answer_loss']:.4f} (the base model: {ft['before']['answer_loss']:.4f})")]
+        metrics = {}
     if "val_bpc" in metrics:
         rows.append(("validation bits per character", f"{metrics['val_bpc']:.3f}"))
     if evaluation:
@@ -246,19 +267,35 @@ out = model.generate(**ids, max_new_tokens=40)  # sampling defaults: generation_
 print(tokenizer.decode(out[0], skip_special_tokens=True))
 ```
 
-or `transformers.pipeline("text-generation", model="PATH_OR_HUB_ID")`. In the Tatar-GPT
+{CHAT_USAGE if ft else ""}or `transformers.pipeline("text-generation", model="PATH_OR_HUB_ID")`. In the Tatar-GPT
 repository, `python app.py --checkpoint PATH_OR_HUB_ID` and `python quick_test.py
 --checkpoint PATH_OR_HUB_ID` run it as well.
 """
 
 
+CHAT_USAGE = """This model was fine-tuned to answer (05_finetune.py); talk to it in its chat template:
+
+```python
+messages = [{"role": "user", "content": "Казан нинди елга ярында утыра?"}]
+inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True,
+                                       return_tensors="pt")
+out = model.generate(**inputs, max_new_tokens=80)  # stops at <|end|>, the end of its answer
+print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))
+```
+
+"""
+
+
+@dataclass
+class Options:
+    out: str = option("hf_model", "the folder to write")
+    overwrite: bool = option(False, "replace --out when it exists")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_model_args(parser, "the model to export", device=False)  # always on the CPU
-    parser.add_argument("--out", default="hf_model", help="the folder to write (default: "
-                                                          "%(default)s)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --out when it exists")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
 
     def work() -> int:

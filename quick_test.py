@@ -22,27 +22,29 @@ import torch
 import config
 import utils
 from model import GPT
+from tatargpt import chat as chat_template
 from tatargpt import checkpoints, cli, devices, fileio, scoring
+from tatargpt.cli import option
 
 TEMPERATURES = (0.3, 0.8, 1.2)  # around config.SAMPLING's; its other settings as they are
 TATAR_LETTERS = "әөүҗңһӘӨҮҖҢҺ"
 
 
+@dataclass
+class Options:
+    data_dir: str = option("data", "folder with processed/val.txt and stats.json")
+    max_new_tokens: int = option(config.SAMPLING.max_new_tokens, "tokens generated per prompt",
+                                 "N")
+    val_sentences: int = option(5, "held-out sentences to score", "N")
+    repetition_penalty: float = option(config.SAMPLING.repetition_penalty,
+                                       "penalty on tokens already in the text, 1 = off", "P")
+    checklist: bool = option(False, "verify the grading checklist and print it as a table")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_model_args(parser, "the model to test", seed=config.SAMPLING.seed)
-    parser.add_argument("--data-dir", default="data",
-                        help="folder with processed/val.txt and stats.json (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=config.SAMPLING.max_new_tokens,
-                        help="tokens generated per prompt (default: %(default)s)")
-    parser.add_argument("--val-sentences", type=int, default=5,
-                        help="held-out sentences to score (default: %(default)s)")
-    parser.add_argument("--repetition-penalty", type=float,
-                        default=config.SAMPLING.repetition_penalty,
-                        help="penalty on tokens already in the text, 1 = off "
-                             "(default: %(default)s)")
-    parser.add_argument("--checklist", action="store_true",
-                        help="verify the grading checklist and print it as a table")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     if args.max_new_tokens < 0 or args.val_sentences < 0:
         parser.error("--max-new-tokens and --val-sentences must be 0 or more")
@@ -325,6 +327,33 @@ def check_baseline(ckpt_path: Path, ckpt: dict) -> Row:
                    required=False)
 
 
+def check_chat(ckpt_path: Path, tokenizer: utils.Tokenizer, device: torch.device) -> Row:
+    """The fine-tuned model of 05_finetune.py beside the checkpoint: does it answer the course's
+    chat prompts in Tatar, and end its turn with <|end|>?"""
+    item = "Bonus: fine-tuned to answer (SFT, 05_finetune.py)"
+    path = ckpt_path.parent / "chat_model.pt"
+    if not path.is_file():
+        return Row(item, False, f"no {path}: make it with python 05_finetune.py", required=False)
+    try:
+        model, ckpt = utils.load_model(path, device)
+        checkpoints.check_tokenizer_matches(ckpt, tokenizer, path)
+        answers = [list(chat_template.stream_reply(model, tokenizer, [
+            {"role": "user", "content": q}], max_new_tokens=80, temperature=0))
+            for q in config.CHAT_PROMPTS]
+    except utils.UserError as e:
+        return Row(item, False, str(e), required=False)
+    ended = sum(bool(a) and a[-1] == tokenizer.end_id for a in answers)
+    text = " ".join(tokenizer.decode(a) for a in answers)
+    letters = [c for c in text.lower() if c.isalpha()]
+    cyrillic = sum("а" <= c <= "я" or c in "ёәөүҗңһ" for c in letters) / max(1, len(letters))
+    ok = (ended == len(answers) and cyrillic >= 0.95
+          and any(c in "әөүҗңһ" for c in letters))
+    first = tokenizer.decode(answers[0]).strip()
+    return Row(item, ok, f"{path.name}: {ended}/{len(answers)} answers end with <|end|>, "
+                         f"{cyrillic:.0%} of their letters Cyrillic; «{config.CHAT_PROMPTS[0]}» → "
+                         f"«{first[:80]}»", required=False)
+
+
 def print_checklist(rows: list[Row]) -> None:
     print("\nGrading checklist")
     print("| | item | evidence |")
@@ -368,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
         check_mps_autodetect(),
         check_presets(),
         check_baseline(ckpt_path, ckpt),
+        check_chat(ckpt_path, tokenizer, device),
     ]
     print_checklist(rows)
     return 0 if all(r.ok for r in rows if r.required) else 1

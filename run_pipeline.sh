@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tatar-GPT, the whole course in one command:
-#   1 prepare the corpus → 2 train the tokenizer → 3 train the model → 4 evaluate → 5 check it
+#   1 prepare the corpus → 2 train the tokenizer → 3 train the model → 4 evaluate
+#   → 5 fine-tune it to answer (chat) → 6 check it
 #
 # A stage whose outputs exist and are up to date is skipped; training resumes from
 # models/last.pt. Nothing trained is replaced without --force. Run with --help for the flags.
@@ -27,7 +28,8 @@ Flags:
   --max-iters N      training iterations (default: the preset's)
   --time-budget MIN  train as many iterations as fit in MIN minutes (measured at the start)
   --from-stage N     start at stage N (1 data, 2 tokenizer, 3 training, 4 evaluation,
-                     5 checklist)
+                     5 fine-tuning, 6 checklist)
+  --finetune-iters N fine-tuning steps of stage 5 (default: 05_finetune.py's for the preset)
   --only-stage N     run only stage N
   --force            redo stages even when their outputs are up to date, and replace a
                      trained model (it is kept until the new one has passed an evaluation)
@@ -59,6 +61,7 @@ corpora=()
 text_files=()
 device="auto"
 max_iters=""
+finetune_iters=""
 time_budget=""
 from_stage=1
 only_stage=""
@@ -76,6 +79,7 @@ while [ $# -gt 0 ]; do
         --text-file) need_value "$1" $#; text_files+=("$2"); shift ;;
         --device) need_value "$1" $#; device="$2"; shift ;;
         --max-iters) need_value "$1" $#; max_iters="$2"; shift ;;
+        --finetune-iters) need_value "$1" $#; finetune_iters="$2"; shift ;;
         --time-budget) need_value "$1" $#; time_budget="$2"; shift ;;
         --from-stage) need_value "$1" $#; from_stage="$2"; shift ;;
         --only-stage) need_value "$1" $#; only_stage="$2"; shift ;;
@@ -89,10 +93,13 @@ done
 
 # --- everything checked before any stage runs -------------------------------------------------
 for n in "$from_stage" ${only_stage:+"$only_stage"}; do
-    case "$n" in 1|2|3|4|5) ;; *) die_usage "stages are numbered 1 to 5, got '$n'" ;; esac
+    case "$n" in 1|2|3|4|5|6) ;; *) die_usage "stages are numbered 1 to 6, got '$n'" ;; esac
 done
 if [ -n "$max_iters" ] && ! [[ "$max_iters" =~ ^[1-9][0-9]*$ ]]; then
     die_usage "--max-iters needs a positive whole number, got '$max_iters'"
+fi
+if [ -n "$finetune_iters" ] && ! [[ "$finetune_iters" =~ ^[1-9][0-9]*$ ]]; then
+    die_usage "--finetune-iters needs a positive whole number, got '$finetune_iters'"
 fi
 if [ -n "$time_budget" ] && ! [[ "$time_budget" =~ ^([0-9]+\.?[0-9]*|\.[0-9]+)$ && ! "$time_budget" =~ ^0*\.?0*$ ]]; then
     die_usage "--time-budget needs a positive number of minutes, got '$time_budget'"
@@ -284,12 +291,24 @@ if run_stage 4; then
     footer 4 "evaluation"
 fi
 
-# --- stage 5: checklist -----------------------------------------------------------------------
+# --- stage 5: fine-tuning ---------------------------------------------------------------------
 if run_stage 5; then
-    header 5 "check the model (quick_test.py --checklist)"
+    header 5 "fine-tune it to answer questions (05_finetune.py)"
+    if [ "$force" = 0 ] && [ -f models/chat_model.pt ] && [ models/chat_model.pt -nt models/best_model.pt ]; then
+        echo "up to date: models/chat_model.pt was fine-tuned from this model (use --force to redo)"
+    else
+        # A chat model of an earlier base model is stale: the new one replaces it when done.
+        "$PY" 05_finetune.py --device "$device" --overwrite ${finetune_iters:+--max-iters "$finetune_iters"}
+    fi
+    footer 5 "fine-tuning"
+fi
+
+# --- stage 6: checklist -----------------------------------------------------------------------
+if run_stage 6; then
+    header 6 "check the model (quick_test.py --checklist)"
     status=0
     "$PY" quick_test.py --checklist --device "$device" || status=$?
-    footer 5 "checklist"
+    footer 6 "checklist"
     if [ "$status" != 0 ]; then
         echo "error: the checklist failed (exit $status); see the table above." >&2
         exit "$status"
@@ -309,5 +328,6 @@ cat <<'EOF'
 
 Next:
   notebook:  .venv/bin/jupyter notebook demo_inference.ipynb
-  web demo:  .venv/bin/python app.py     then open http://localhost:7860
+  web demo:  .venv/bin/python app.py     then open http://localhost:7860 (the Chat tab talks
+             to models/chat_model.pt)
 EOF

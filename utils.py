@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import config
+from tatargpt import chat as chat_template
 from tatargpt.checkpoints import (  # noqa: F401  (re-exported: the notebook uses them)
     DEFAULT_CHECKPOINT,
     DEFAULT_TOKENIZER,
@@ -41,7 +42,7 @@ from tatargpt.scoring import (  # noqa: F401  (re-exported: the notebook uses th
     score_text,
     sentence_nlls,
 )
-from tatargpt.tokenization import Tokenizer, load_tokenizer  # noqa: F401  (re-exported)
+from tatargpt.tokenization import Tokenizer, clean_text, load_tokenizer  # noqa: F401
 
 # ---------------------------------------------------------------------------
 # Loading a trained model
@@ -114,24 +115,27 @@ def prompt_ids(tokenizer: Tokenizer, prompt: str, block_size: int) -> tuple[list
 def stream_text(model, tokenizer: Tokenizer, prompt: str, max_new_tokens: int = 50,
                 temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                 repetition_penalty: float = 1.0, seed: int | None = None) -> Iterator[str]:
-    """Yield the continuation of `prompt` piece by piece as tokens are generated.
-
-    Byte-level tokens can split a letter's UTF-8 bytes, so the whole continuation is decoded
-    each time and only complete new text is yielded.
-    """
+    """Yield the continuation of `prompt` piece by piece as tokens are generated."""
     device = next(model.parameters()).device
     ids, _ = prompt_ids(tokenizer, prompt, model.config.block_size)
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=device).manual_seed(int(seed))
+    tokens = (int(next_id[0]) for next_id in model.stream(
+        idx, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+        repetition_penalty=repetition_penalty, eos_id=tokenizer.eos_id, generator=generator))
+    yield from _text_pieces(tokenizer, tokens, {tokenizer.eos_id})
+
+
+def _text_pieces(tokenizer: Tokenizer, tokens: Iterator[int], stops: set[int]) -> Iterator[str]:
+    """The text of `tokens` (up to a stop token) as it grows. Byte-level tokens can split a
+    letter's UTF-8 bytes, so the whole text is decoded each time and only complete new text
+    is yielded."""
     new_ids: list[int] = []
     shown = ""
-    for next_id in model.stream(idx, max_new_tokens, temperature=temperature, top_k=top_k,
-                                top_p=top_p, repetition_penalty=repetition_penalty,
-                                eos_id=tokenizer.eos_id, generator=generator):
-        token = int(next_id[0])
-        if token == tokenizer.eos_id:
+    for token in tokens:
+        if token in stops:
             break
         new_ids.append(token)
         text = tokenizer.decode(new_ids)
@@ -169,3 +173,50 @@ def bits_per_char(model, tokenizer: Tokenizer, text: str | Path | list[str]) -> 
     s = score_text(model, tokenizer, _lines(text))
     return nats_to_bpc(s["nll"], s["chars"])
 
+
+
+# ---------------------------------------------------------------------------
+# Chat: a fine-tuned model (05_finetune.py) answers in the template of tatargpt/chat.py
+# ---------------------------------------------------------------------------
+
+
+def as_messages(conversation: str | list[dict]) -> list[dict]:
+    """A conversation to answer: a list of {"role": "user" | "assistant", "content": str}
+    that takes turns, the user first and last; a string is one user message."""
+    if isinstance(conversation, str):
+        conversation = [{"role": "user", "content": conversation}]
+    roles = [m.get("role") if isinstance(m, dict) else None for m in conversation]
+    if not roles or roles != [("user", "assistant")[i % 2] for i in range(len(roles))] \
+            or roles[-1] != "user":
+        raise ValueError("a conversation takes turns, user first, and ends with the user's "
+                         f"message; got roles {roles}")
+    return [{"role": m["role"], "content": clean_text(str(m["content"]))} for m in conversation]
+
+
+def stream_chat(model, tokenizer: Tokenizer, conversation: str | list[dict],
+                max_new_tokens: int = 80, temperature: float = 0.8, top_k: int | None = None,
+                top_p: float | None = None, repetition_penalty: float = 1.0,
+                seed: int | None = None) -> Iterator[str]:
+    """Yield the assistant's answer to `conversation` piece by piece; it ends where the model
+    writes <|end|> (or at max_new_tokens)."""
+    tokens = chat_template.stream_reply(model, tokenizer, as_messages(conversation), max_new_tokens,
+                               temperature, top_k, top_p, repetition_penalty, seed)
+    specials = {tokenizer.end_id, tokenizer.eos_id, tokenizer.bos_id, tokenizer.user_id,
+                tokenizer.assistant_id, tokenizer.pad_id}
+    yield from _text_pieces(tokenizer, tokens, specials)
+
+
+def chat(model, tokenizer: Tokenizer, conversation: str | list[dict], max_new_tokens: int = 80,
+         temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
+         repetition_penalty: float = 1.0, seed: int | None = None,
+         stream: bool = False) -> str | Iterator[str]:
+    """The assistant's answer to `conversation`: a question, or the messages so far as
+    [{"role": "user", "content": …}, {"role": "assistant", …}, …, {"role": "user", …}].
+    With stream=True, an iterator of its pieces as they are generated (app.py's Chat tab).
+
+        model, ckpt, tok = load_model_and_tokenizer("models/chat_model.pt", "tokenizer")
+        chat(model, tok, "Казан кайсы елга буенда?")
+    """
+    pieces = stream_chat(model, tokenizer, conversation, max_new_tokens, temperature, top_k,
+                         top_p, repetition_penalty, seed)
+    return pieces if stream else "".join(pieces).strip()

@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import tatar_text  # noqa: E402  (the repository root is on the path only now)
+from tatargpt import cli  # noqa: E402
+from tatargpt.cli import option  # noqa: E402
 
 SAMPLE_DIR = ROOT / "data" / "sample"
 LATIN = re.compile(r"[A-Za-z]")
@@ -140,13 +142,17 @@ def gates(sentences: list[str], part: bool = False) -> list[Gate]:
     return result
 
 
+@dataclass
+class Options:
+    part: bool = option(False, "check a part of the corpus: skip the size gates")
+    examples: bool = option(False, "print examples of failures")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Quality gates of the bundled Tatar corpus.")
     parser.add_argument("paths", nargs="*", type=Path,
                         help="text files or folders (default: data/sample)")
-    parser.add_argument("--part", action="store_true",
-                        help="check a part of the corpus: skip the size gates")
-    parser.add_argument("--examples", action="store_true", help="print examples of failures")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     paths: list[Path] = []
     for p in args.paths or [SAMPLE_DIR]:

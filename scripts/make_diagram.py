@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +23,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the repository's modules
 DEFAULT_OUT = ROOT / "docs" / "images" / "architecture.png"
+
+from tatargpt import cli  # noqa: E402
+from tatargpt.cli import option  # noqa: E402
 
 # Colours: files are grey, scripts blue, model parts green, attention orange.
 FILE = "#eceff1"
@@ -155,8 +160,7 @@ def draw(out: Path) -> None:
     draw_model(right)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT))
-    from tatargpt import fileio
+    from tatargpt import fileio  # (imports torch: only when a file is written)
 
     with fileio.atomic_path(out) as tmp:
         # No "Software"/date metadata: the bytes depend only on the drawing and matplotlib.
@@ -164,10 +168,14 @@ def draw(out: Path) -> None:
     plt.close(fig)
 
 
+@dataclass
+class Options:
+    out: Path = option(DEFAULT_OUT, "where the PNG goes", shown="docs/images/architecture.png")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Draw docs/images/architecture.png.")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="where the PNG goes (default: docs/images/architecture.png)")
+    cli.add_options(parser, Options)
     args = parser.parse_args(argv)
     draw(args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KB)")

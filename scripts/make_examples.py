@@ -17,6 +17,7 @@ import math
 import random
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))  # utils.py and model.py live in the repository ro
 import config  # noqa: E402  (after the path set-up above)
 import utils  # noqa: E402
 from tatargpt import cli, fileio, scoring  # noqa: E402
+from tatargpt.cli import option  # noqa: E402
 
 S = config.SAMPLING
 # (label, keyword arguments of utils.generate_text)
@@ -38,21 +40,22 @@ SETTINGS = [
 ]
 
 
+@dataclass
+class Options:
+    data_dir: str = option("data", "folder with processed/val.txt")
+    out: str = option("docs/EXAMPLES.md", "the Markdown file to write")
+    max_new_tokens: int = option(config.SAMPLING.max_new_tokens, "tokens generated per prompt",
+                                 "N")
+    val_sentences: int = option(8, "held-out sentences in the perplexity table", "N")
+    val_lines: int = option(1000, "val.txt lines scored for the overall figure", "N")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/EXAMPLES.md from a checkpoint.")
     cli.add_model_args(parser, "the model to describe",
                        seed=config.SAMPLING.seed,
                        seed_help="sampling seed, and the seed of the word shuffles")
-    parser.add_argument("--data-dir", default="data",
-                        help="folder with processed/val.txt (default: %(default)s)")
-    parser.add_argument("--out", default="docs/EXAMPLES.md",
-                        help="the Markdown file to write (default: %(default)s)")
-    parser.add_argument("--max-new-tokens", type=int, default=config.SAMPLING.max_new_tokens,
-                        help="tokens generated per prompt (default: %(default)s)")
-    parser.add_argument("--val-sentences", type=int, default=8,
-                        help="held-out sentences in the perplexity table (default: %(default)s)")
-    parser.add_argument("--val-lines", type=int, default=1000,
-                        help="val.txt lines scored for the overall figure (default: %(default)s)")
+    cli.add_options(parser, Options)
     return parser.parse_args(argv)
 
 

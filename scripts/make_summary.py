@@ -16,6 +16,7 @@ import contextlib
 import io
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import utils  # noqa: E402  (after the path set-up above)
 from tatargpt import checkpoints, cli, fileio, scoring  # noqa: E402
+from tatargpt.cli import option  # noqa: E402
 
 # Where each checklist item lives (the checklist's item names, as quick_test.py prints them).
 WHERE = {
@@ -35,21 +37,29 @@ WHERE = {
     "Adequate generation": "`model.py` `GPT.stream`, `sample_next`; `utils.py` "
                            "`generate_text`, `perplexity`",
     "Bonus: rotary position embeddings": "`model.py` `RotaryEmbedding`",
-    "Bonus: mixed precision": "`utils.py` `pick_dtype`; `03_train.py` autocast, `make_scaler`",
+    "Bonus: mixed precision": "`tatargpt/devices.py` `pick_dtype`; `03_train.py` autocast, "
+                              "`make_scaler`",
     "Bonus: gradient checkpointing": "`model.py` `GPT.forward`; `03_train.py "
                                      "--gradient-checkpointing`",
     "Bonus: FlashAttention": "`model.py` `F.scaled_dot_product_attention`",
-    "Bonus: Apple MPS": "`utils.py` `select_device`",
+    "Bonus: Apple MPS": "`tatargpt/devices.py` `select_device`",
     "Bonus: architecture presets": "`config.py` `PRESETS`",
     "Bonus: beats the n-gram": "`04_evaluate.py`, `ngram.py`, `tatar_text.py`",
+    "Bonus: fine-tuned to answer": "`05_finetune.py`, `tatargpt/chat.py`, `tatargpt/lora.py`, "
+                                   "`data/sft/`; `app.py` Chat tab",
 }
+
+
+@dataclass
+class Options:
+    data_dir: str = option("data", "folder with processed/val.txt and stats.json")
+    out: str = option("docs/PROJECT_SUMMARY.md", "the Markdown file to write")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Write docs/PROJECT_SUMMARY.md.")
     cli.add_model_args(parser, "the model the summary is about")
-    parser.add_argument("--data-dir", default="data", help="(default: %(default)s)")
-    parser.add_argument("--out", default="docs/PROJECT_SUMMARY.md", help="(default: %(default)s)")
+    cli.add_options(parser, Options)
     return parser.parse_args(argv)
 
 
@@ -86,6 +96,7 @@ def checklist(model, ckpt: dict, tokenizer, args: argparse.Namespace):
         qt.check_mps_autodetect(),
         qt.check_presets(),
         qt.check_baseline(ckpt_path, ckpt),
+        qt.check_chat(ckpt_path, tokenizer, next(model.parameters()).device),
     ]
 
 
@@ -121,6 +132,12 @@ def results(ckpt: dict, model, evaluation: dict | None, log: list[dict]) -> list
              f"GPT {g['bpc']:.3f} vs {n['order']}-gram Kneser-Ney {n['bpc']:.3f}"),
             (f"vowel-harmony minimal pairs ({evaluation['harmony']['pairs']:,})",
              f"GPT {g['harmony_accuracy']:.1%} vs n-gram {n['harmony_accuracy']:.1%}"),
+            *((f"`{Path(f['path']).name}`: text from elsewhere ({f['sentences']:,} sentences, "
+               f"{f['chars']:,} characters)",
+               f"GPT {f['gpt']['bpc']:.3f} vs {n['order']}-gram {f['ngram']['bpc']:.3f} bits per "
+               f"character; harmony pairs GPT {f['gpt']['harmony_accuracy']:.1%} vs n-gram "
+               f"{f['ngram']['harmony_accuracy']:.1%} of {f['pairs']:,}")
+              for f in evaluation.get("eval_files", [])),
             ("tokenizer on val.txt", f"{evaluation['tokenizer']['tokens_per_word']:.2f} tokens "
                                      f"per word, {evaluation['tokenizer']['whole_word_share']:.1%} "
                                      f"of words one token"),
@@ -163,6 +180,16 @@ def assessment(ckpt: dict, evaluation: dict | None, log: list[dict],
             improve.append(f"The GPT does not yet beat the {n['order']}-gram baseline "
                            f"({g['bpc']:.3f} vs {n['bpc']:.3f} bits per character): train "
                            f"longer, or on more text.")
+        for f in evaluation.get("eval_files", []):
+            a, b = f["gpt"]["bpc"], f["ngram"]["bpc"]
+            where = f"`{Path(f['path']).name}` ({f['chars']:,} characters of text from elsewhere)"
+            if a < b:
+                good.append(f"On {where} the GPT beats the n-gram too ({a:.3f} vs {b:.3f} bits "
+                            f"per character): it learnt Tatar, not only its corpus's style.")
+            else:
+                improve.append(f"On {where} the n-gram wins ({b:.3f} vs {a:.3f} bits per "
+                               f"character): the model fits its corpus's style more than "
+                               f"Tatar at large.")
         verb = "matches or beats" if g["harmony_accuracy"] >= n["harmony_accuracy"] else \
             "is behind"
         (good if verb != "is behind" else improve).append(

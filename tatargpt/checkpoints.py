@@ -185,5 +185,13 @@ def model_card(ckpt: dict, model) -> dict[str, str]:
                       f"{ckpt.get('train_time_s', 0):.0f} s",
         "initialisation": str(ckpt.get("init", "?")),
     }
+    ft = ckpt.get("finetune")
+    if ft:  # a chat model (05_finetune.py): its loss is on answers, not on running text
+        for key in ("best val loss", "val perplexity", "val bits per char"):
+            card.pop(key)
+        card["fine-tuned"] = (f"{ft['method']}, {ft['iter']:,} steps on the conversations of "
+                              f"{ft['config']['sft_dir']}")
+        card["val answer loss"] = (f"{ft['val_answer_loss']:.3f} nats per answer token (base "
+                                   f"model: {ft['before']['answer_loss']:.3f})")
     return card
 

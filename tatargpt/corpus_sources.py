@@ -19,7 +19,8 @@ from pathlib import Path
 import tatar_text
 from config import DataConfig
 from tatargpt import leipzig
-from utils import UserError
+from tatargpt.cli import option
+from tatargpt.errors import UserError
 
 BLOCK_BYTES = 1 << 20  # read and decoded at once
 # The UTF-8 of ә ө ү җ ң һ and their capitals, and the lead bytes of U+0400-U+04FF (Cyrillic):
@@ -27,6 +28,37 @@ BLOCK_BYTES = 1 << 20  # read and decoded at once
 TATAR_LETTER_BYTES = tuple(c.encode("utf-8") for c in
                            tatar_text.TATAR_LETTERS + tatar_text.TATAR_LETTERS.upper())
 CYRILLIC_LEAD_BYTES = tuple(bytes([b]) for b in range(0xD0, 0xD4))
+DEFAULT_SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+
+
+# The flags of 01_prepare_data.py that choose the sources (the cleaning and download settings
+# are config.DataConfig's).
+@dataclass
+class SourceOptions:
+    source: str = option("leipzig", "leipzig: download Leipzig archives; sample: the bundled "
+                                    "data/sample/*.txt, one sentence per line",
+                         choices=("leipzig", "sample"))
+    corpus: list[str] = option([], f"Leipzig corpus to download, repeatable; replaces the "
+                                   f"default {', '.join(DataConfig().corpus)}. Others: "
+                                   f"{', '.join(leipzig.EXAMPLE_CORPORA)}", "NAME")
+    archive: list[Path] = option([], "an already downloaded Leipzig .tar.gz, repeatable; no "
+                                     "download unless --corpus is given too", "PATH")
+    text_file: list[Path] = option([], "plain UTF-8 text, one sentence or paragraph per line, "
+                                       "repeatable; no download unless --corpus is given too",
+                                   "PATH")
+    sample_dir: Path = option(DEFAULT_SAMPLE_DIR, "the bundled sample corpus", "DIR",
+                              shown="data/sample next to this script")
+    allow_non_tatar: bool = option(False, "train on a source even when it has (almost) none "
+                                          "of the Tatar letters ә ө ү җ ң һ; without it such "
+                                          "a source is refused")
+    no_fallback: bool = option(False, "when a download fails, exit with code 1 instead of "
+                                      "falling back to the sample corpus")
+
+
+@dataclass
+class PathOptions:
+    data_dir: Path = option(Path("data"), "downloads go to DIR/raw/, outputs to DIR/processed/",
+                            "DIR")
 
 
 class KeptExisting(Exception):

@@ -30,7 +30,7 @@ from typing import IO
 
 from tqdm import tqdm
 
-from utils import UserError
+from tatargpt.errors import UserError
 
 CHUNK_BYTES = 1 << 16
 GZIP_MAGIC = b"\x1f\x8b"

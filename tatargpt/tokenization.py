@@ -65,6 +65,9 @@ class Tokenizer:
                             f"made by 02_train_tokenizer.py. Re-create it with: {remedy}")
         self.pad_id, self.unk_id = ids["<pad>"], ids["<unk>"]
         self.bos_id, self.eos_id = ids["<bos>"], ids["<eos>"]
+        # The chat template's tokens; None in a tokenizer trained before they were reserved.
+        chat = [self._tok.token_to_id(name) for name in config.CHAT_TOKENS]
+        self.user_id, self.assistant_id, self.end_id = chat if None not in chat else (None,) * 3
         self.hash = file_sha256(json_path)
 
     def encode(self, text: str) -> list[int]:
@@ -73,6 +76,10 @@ class Tokenizer:
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         texts = [clean_text(t) for t in texts]
         return [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=False)]
+
+    @property
+    def has_chat_tokens(self) -> bool:
+        return self.end_id is not None
 
     def set_bpe_dropout(self, p: float) -> None:
         """Skip each merge with probability p while encoding (0 = the one fixed segmentation);

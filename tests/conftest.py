@@ -44,6 +44,11 @@ class Trained(Prepared):
     out_dir: Path
 
 
+@dataclass
+class FineTuned(Trained):
+    chat_checkpoint: Path
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Prepared:
     """data/processed/* and tokenizer/ made from the bundled sample by 01 and 02."""
@@ -65,3 +70,17 @@ def tiny_checkpoint(tiny_data) -> Trained:
          "--out-dir", str(out_dir), *TINY_TRAIN_ARGS]) == 0
     return Trained(tiny_data.data_dir, tiny_data.tokenizer_dir, out_dir / "best_model.pt",
                    out_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat(tiny_checkpoint) -> FineTuned:
+    """The tiny model fine-tuned on the bundled conversations (05_finetune.py, a few steps):
+    chat_model.pt beside best_model.pt, where app.py and quick_test.py look for it."""
+    out = tiny_checkpoint.out_dir / "chat_model.pt"
+    assert load_script("05_finetune.py").main(
+        ["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer-dir",
+         str(tiny_checkpoint.tokenizer_dir), "--data-dir", str(tiny_checkpoint.data_dir),
+         "--out", str(out), "--device", "cpu", "--max-iters", "40", "--eval-interval", "20",
+         "--forget-sentences", "20", "--check-prompts", "2"]) == 0
+    return FineTuned(tiny_checkpoint.data_dir, tiny_checkpoint.tokenizer_dir,
+                     tiny_checkpoint.checkpoint, tiny_checkpoint.out_dir, out)

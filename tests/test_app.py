@@ -7,6 +7,7 @@ without a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -102,7 +103,9 @@ def fetch(url: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_checkpoint, tmp_path_factory):
+def server(tiny_chat, tmp_path_factory):
+    """The tiny model, with its fine-tuned chat_model.pt beside it for the Chat tab."""
+    tiny_checkpoint = tiny_chat
     log = tmp_path_factory.mktemp("app") / "app.log"
     server = launch_app(["--checkpoint", str(tiny_checkpoint.checkpoint),
                          "--tokenizer", str(tiny_checkpoint.tokenizer_dir), "--device", "cpu"], log)
@@ -385,16 +388,67 @@ def test_model_calls_are_serialised_across_requests(tiny_checkpoint):
 
 
 # ---------------------------------------------------------------------------
+# Chat
+# ---------------------------------------------------------------------------
+
+
+def test_chat_answers_with_the_fine_tuned_model(client, tiny_chat, tokenizer):
+    settings = (20, 0.0, 0, 1.0, 1.0, 0)  # greedy: the same answer as utils.chat gives
+    answer = client.predict("Казан нинди шәһәр?", *settings, api_name="/chat")
+    model, _ = utils.load_model(tiny_chat.chat_checkpoint)
+    expected = utils.chat(model, tokenizer, "Казан нинди шәһәр?", max_new_tokens=20,
+                          temperature=0)
+    assert answer == (expected or "…")
+    with pytest.raises(AppError, match="write a message first"):
+        client.predict("  ", *settings, api_name="/chat")
+
+
+def test_the_chat_history_goes_into_the_template(tiny_chat, tokenizer):
+    import app
+
+    loaded = app.load(tiny_chat.checkpoint, tiny_chat.tokenizer_dir, torch.device("cpu"))
+    history = [{"role": "user", "content": [{"type": "text", "text": "Сәлам!"}]},
+               {"role": "assistant", "content": "Исәнмесез!"}]
+    settings = (15, 0.0, 0, 1.0, 1.0, 0)
+    answer = list(app.chat(loaded, "Хәлләр ничек?", history, *settings))[-1]
+    messages = [{"role": "user", "content": "Сәлам!"},
+                {"role": "assistant", "content": "Исәнмесез!"},
+                {"role": "user", "content": "Хәлләр ничек?"}]
+    expected = utils.chat(loaded.chat_model, tokenizer, messages, max_new_tokens=15,
+                          temperature=0)
+    assert answer == (expected or "…")
+
+
+# ---------------------------------------------------------------------------
 # A real browser
 # ---------------------------------------------------------------------------
 
 
-def test_browser_generates_text(server, client):
+def need_chromium() -> None:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium; "
                     "CI installs it)")
+
+
+@contextlib.contextmanager
+def browser_page(url: str, height: int):
+    """A page of headless Chromium (Playwright) opened at `url`."""
     from playwright.sync_api import sync_playwright
 
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": height})
+            page.goto(url, timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_browser_generates_text(server, client):
+    need_chromium()
     # A tiny model may end some prompts at once with <eos>. The page's default settings are
     # seeded, so ask the API which prompt this checkpoint continues, then type that one.
     import app
@@ -404,23 +458,45 @@ def test_browser_generates_text(server, client):
     candidates = ["Безнең авылда", "Казан шәһәрендә", "Татарстан", "Мин", "Яз көне"]
     prompt = next((c for c in candidates
                    if len(generate(client, c, page_defaults)[0]) > len(c)), candidates[0])
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server.url, timeout=60_000)
-            page.get_by_label("Prompt").fill(prompt)
-            page.get_by_role("button", name="Generate").click()
-            # (get_by_label finds no read-only textarea, whose label also holds a copy button)
-            output = page.locator("#output textarea")
-            deadline = time.monotonic() + 60
-            while len(output.input_value()) <= len(prompt) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            page.locator("#note").get_by_text("Generated").wait_for(timeout=60_000)  # ended
-            text = output.input_value()
-            page.screenshot(path=str(ARTIFACTS / "app_generate.png"), full_page=True)
-        finally:
-            browser.close()
+    with browser_page(server.url, height=1000) as page:
+        page.get_by_label("Prompt").fill(prompt)
+        page.get_by_role("button", name="Generate").click()
+        # (get_by_label finds no read-only textarea, whose label also holds a copy button)
+        output = page.locator("#output textarea")
+        deadline = time.monotonic() + 60
+        while len(output.input_value()) <= len(prompt) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        page.locator("#note").get_by_text("Generated").wait_for(timeout=60_000)  # ended
+        text = output.input_value()
+        page.screenshot(path=str(ARTIFACTS / "app_generate.png"), full_page=True)
     assert text.startswith(prompt) and len(text) > len(prompt)
+
+
+def test_browser_chats(server, client):
+    need_chromium()
+    import app
+
+    question = "Татарстанның башкаласы нинди шәһәр?"
+    # Greedy, set on the page's own slider: sampled tokens can differ between two processes
+    # by a rounding of the CPU kernels, the most likely token all but never.
+    greedy = (app.CHAT_MAX_NEW_TOKENS[2], 0.0, app.TOP_K_SLIDER[2], app.TOP_P[2],
+              app.REPETITION_PENALTY[2], app.DEFAULT_SEED)
+    expected = client.predict(question, *greedy, api_name="/chat")
+    with browser_page(server.url, height=900) as page:
+        page.get_by_role("tab", name="Сөйләшү (Chat)").click()
+        page.get_by_text("Sampling").click()
+        temperature = page.locator("#chat-temperature input[type=number]")
+        temperature.fill("0")
+        temperature.press("Tab")
+        box = page.locator("#chat-input textarea")
+        box.fill(question)
+        box.press("Enter")
+        bot = page.locator("#chatbot .bot").last
+        bot.wait_for(timeout=60_000)
+        want = " ".join(expected.split())
+        deadline = time.monotonic() + 60  # streamed: wait for the whole answer
+        while " ".join(bot.inner_text().split()) != want and time.monotonic() < deadline:
+            time.sleep(0.2)
+        answer = bot.inner_text().strip()
+        page.screenshot(path=str(ARTIFACTS / "app_chat.png"), full_page=True)
+    assert " ".join(answer.split()) == " ".join(expected.split())  # the same greedy answer

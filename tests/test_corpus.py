@@ -114,3 +114,23 @@ def test_tatar_letter_share_and_russian_detection():
     assert tatar_text.looks_russian("Он сказал, что это очень хорошая книга.")
     assert not tatar_text.looks_russian("Бабай урманда утын кисте.")  # Tatar without ә ө …
     assert sum(map(tatar_text.looks_russian, SENTENCES)) <= len(SENTENCES) * 0.002
+
+
+def test_the_fine_tuning_answers_pass_the_same_gates():
+    """What the model learns to write in stage 5 (data/sft/*.jsonl, the assistant's messages)
+    is held to the corpus's standard; only the long-sentence gate is off: answers are short."""
+    import json
+
+    answers, counts = [], {}
+    for path in sorted((ROOT / "data" / "sft").glob("*.jsonl")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        counts[path.name] = len(lines)
+        answers += [m["content"] for line in lines for m in json.loads(line)["messages"]
+                    if m["role"] == "assistant"]
+    failed = [f"{g.name}: {g.value} (need {g.limit})" for g in check.gates(answers, part=True)
+              if not g.ok and g.name != "sentences of 25+ words"]
+    assert not failed, failed
+    readme = (ROOT / "data" / "sft" / "README.md").read_text(encoding="utf-8")
+    for name, n in counts.items():
+        assert f"| `{name}` | {n} |" in readme, name
+    assert f"{sum(counts.values()):,} conversations" in readme

@@ -16,6 +16,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+import config
 import utils
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,8 +50,9 @@ def text_of(cell: nbformat.NotebookNode) -> str:
 
 
 @pytest.fixture(scope="module")
-def executed(tiny_checkpoint) -> nbformat.NotebookNode:
-    """The notebook after a full run on the session's tiny checkpoint."""
+def executed(tiny_checkpoint, tiny_chat) -> nbformat.NotebookNode:
+    """The notebook after a full run on the session's tiny checkpoint (with its fine-tuned
+    chat_model.pt beside it)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TATARGPT_CHECKPOINT", str(tiny_checkpoint.checkpoint))
@@ -178,3 +180,16 @@ def test_baseline_section_compares_with_the_ngram(executed, tiny_checkpoint):
     known = re.search(r"harmony pairs known: GPT (\d+)%, n-gram (\d+)% of (\d+) pairs", pairs)
     assert known and int(known[3]) >= 50
     assert len(re.findall(r" → ", pairs)) == 8  # the table of pairs
+
+
+def test_chat_section_answers_the_course_prompts(executed):
+    cells = [c for c in executed.cells if c.cell_type == "code"]
+    template = next(text_of(c) for c in cells if "render_prompt" in "".join(c.source))
+    assert template.startswith("<bos> <|user|> ")
+    assert template.count("<|end|> <|assistant|>") == 1 and template.count("<|user|>") == 2
+    assert template.rstrip().endswith("<|end|> <|assistant|>")
+    out = next(text_of(c) for c in cells if "CHAT_PATH" in "".join(c.source))
+    assert "chat_model.pt: full" in out
+    for question in config.CHAT_PROMPTS:
+        assert f"👤 {question}\n🤖 " in out
+    assert "👤 Ә җәен?" in out

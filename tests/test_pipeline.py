@@ -20,16 +20,16 @@ import config
 from conftest import ROOT
 
 FLAGS = ["--quick", "--text-file", "--preset", "--corpus", "--device", "--max-iters",
-         "--time-budget", "--from-stage", "--only-stage", "--force", "--help"]
+         "--time-budget", "--from-stage", "--only-stage", "--finetune-iters", "--force", "--help"]
 ARTIFACTS = [
     "data/processed/train.txt", "data/processed/val.txt", "data/processed/stats.json",
     "data/processed/train.bin", "data/processed/val.bin", "data/processed/meta.json",
     "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json",
     "models/best_model.pt", "models/last.pt", "models/train_log.jsonl", "models/loss_curve.png",
-    "models/eval.json", "models/eval.png",
+    "models/eval.json", "models/eval.png", "models/chat_model.pt", "models/chat_log.jsonl",
 ]
 STAGES = ("stage 1 (data)", "stage 2 (tokenizer)", "stage 3 (training)", "stage 4 (evaluation)",
-          "stage 5 (checklist)")
+          "stage 5 (fine-tuning)", "stage 6 (checklist)")
 
 
 def closed_port_url() -> str:
@@ -78,7 +78,7 @@ def test_help_lists_every_flag(repo):
 
 @pytest.mark.parametrize("args, message", [
     (["--max-iters", "ten"], "--max-iters needs a positive whole number"),
-    (["--only-stage", "7"], "stages are numbered 1 to 5"),
+    (["--only-stage", "7"], "stages are numbered 1 to 6"),
     (["--max-iters"], "--max-iters needs a value"),
     (["--time-budget", "0"], "--time-budget needs a positive number"),
     (["--device", "tpu"], "--device must be auto, cpu, cuda or mps"),
@@ -95,6 +95,7 @@ def test_bad_flags_are_refused_before_any_stage(tmp_path, args, message):
 
 
 QUICK_TEST_ITERS = "150"  # the suite's shortened quick run; the full one is in the notes
+FINETUNE_TEST_ITERS = "30"  # and its shortened fine-tune
 
 
 def quick_model_ok(out: str) -> None:
@@ -102,6 +103,7 @@ def quick_model_ok(out: str) -> None:
     is reported, and no sample falls into a loop of one word."""
     assert "required: 5/5 passed" in out, out[-3000:]
     assert "Bonus: beats the n-gram baseline (val bpc)" in out
+    assert "Bonus: fine-tuned to answer (SFT, 05_finetune.py)" in out
     samples = out[out.index("Samples ("):out.index("Held-out sentences")]
     for line in samples.splitlines():
         words = line.split()
@@ -116,7 +118,8 @@ def test_offline_default_run_then_skip_then_guard(repo):
     # 1. No flags but a shorter training, no network: falls back to the sample and the quick
     #    settings and ends green. (Whether the full quick run beats its n-gram baseline is
     #    measured by scripts/sweep_quick.py: minutes, not a test.)
-    first = pipeline(repo, "--max-iters", QUICK_TEST_ITERS, env=offline)
+    first = pipeline(repo, "--max-iters", QUICK_TEST_ITERS, "--finetune-iters",
+                     FINETUNE_TEST_ITERS, env=offline)
     out = first.stdout
     assert first.returncode == 0, out[-4000:] + first.stderr[-4000:]
     assert "could not be downloaded" in out and "quick settings" in out
@@ -133,9 +136,10 @@ def test_offline_default_run_then_skip_then_guard(repo):
     checkpoint_time = (repo / "models/best_model.pt").stat().st_mtime_ns
 
     # 2. The same command again: every stage is up to date and skipped.
-    second = pipeline(repo, "--max-iters", QUICK_TEST_ITERS, env=offline)
+    second = pipeline(repo, "--max-iters", QUICK_TEST_ITERS, "--finetune-iters",
+                      FINETUNE_TEST_ITERS, env=offline)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert second.stdout.count("up to date:") == 3
+    assert second.stdout.count("up to date:") == 4
     assert (repo / "models/best_model.pt").stat().st_mtime_ns == checkpoint_time
     assert "required: 5/5 passed" in second.stdout
 
@@ -157,7 +161,8 @@ def text_file_run(repo, tmp_path_factory) -> dict:
     text = tmp_path_factory.mktemp("text") / "mine.txt"
     lines = (repo / "data/sample/stories_village.txt").read_text(encoding="utf-8").splitlines()
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    run = pipeline(repo, "--quick", "--text-file", str(text), "--force", "--max-iters", "100")
+    run = pipeline(repo, "--quick", "--text-file", str(text), "--force", "--max-iters", "100",
+                   "--finetune-iters", "20")
     return {"text": text, "lines": lines, "run": run,
             "stats": json.loads((repo / "data/processed/stats.json").read_text(encoding="utf-8")),
             "last": torch.load(repo / "models/last.pt", weights_only=True)}
@@ -224,7 +229,7 @@ def test_ctrl_c_under_force_says_how_to_really_continue(repo):
 
 def test_checklist_stage_without_checkpoint_fails_clearly(tmp_path):
     repo = repo_copy(tmp_path)
-    run = pipeline(repo, "--only-stage", "5")
+    run = pipeline(repo, "--only-stage", "6")
     assert run.returncode == 2
     assert "no checkpoint at models/best_model.pt" in run.stderr
 

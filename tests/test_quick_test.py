@@ -118,3 +118,17 @@ def test_without_checkpoint_one_clear_message_and_exit_2(tmp_path):
     assert run.returncode == 2
     assert "no checkpoint at" in run.stderr and "python 03_train.py" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_chat_row_asks_the_fine_tuned_model(tiny_chat, tmp_path):
+    quick_test = load_script("quick_test.py")
+    import utils
+
+    tok = utils.load_tokenizer(tiny_chat.tokenizer_dir)
+    row = quick_test.check_chat(tiny_chat.checkpoint, tok, torch.device("cpu"))
+    assert not row.required and row.item.startswith("Bonus: fine-tuned to answer")
+    assert "answers end with <|end|>" in row.evidence and "chat_model.pt" in row.evidence
+    ended = int(row.evidence.split(": ", 1)[1].split("/")[0])
+    assert not row.ok or ended == 4  # passing needs every answer to end its turn
+    missing = quick_test.check_chat(tmp_path / "best_model.pt", tok, torch.device("cpu"))
+    assert not missing.ok and "python 05_finetune.py" in missing.evidence

@@ -158,6 +158,7 @@ TRICKY = [
     "",
     "文字 عربى ελληνικά",
     "a <eos> b <unk> c <bos><pad>",
+    "<|user|> сорау <|end|><|assistant|> җавап",
 ]
 
 
@@ -191,7 +192,9 @@ def test_special_ids_and_sizes(trained):
     assert tok.vocab_size == VOCAB
     cfg = trained.tok_config()
     assert cfg["vocab_size"] == cfg["requested_vocab_size"] == VOCAB
-    assert cfg["special_tokens"] == {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3}
+    assert cfg["special_tokens"] == {"<pad>": 0, "<unk>": 1, "<bos>": 2, "<eos>": 3,
+                                     "<|user|>": 4, "<|assistant|>": 5, "<|end|>": 6}
+    assert (tok.user_id, tok.assistant_id, tok.end_id) == (4, 5, 6) and tok.has_chat_tokens
     assert cfg["normalization"] == "NFC" and cfg["model"] == "ByteLevel BPE"
     assert cfg["min_frequency"] == config.TokenizerConfig().min_frequency
     assert cfg["tokenizer_hash"] == tok.hash == tokenization.tokenizer_hash(trained.tok_dir)
@@ -239,6 +242,41 @@ def test_meta_counts(trained):
         # Characters: each sentence's characters plus one for the boundary <eos> stands for.
         assert meta[f"{split}_chars"] == sum(len(line) + 1 for line in lines)
     assert tokenization.check_token_files(trained.data_dir, trained.tok_dir) == meta
+
+
+def test_bpe_dropout_segments_each_train_copy_afresh_and_never_val(trained, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(trained.data_dir, data_dir)
+    assert run_main("--data-dir", data_dir, "--tokenizer-dir", tmp_path / "tok", "--vocab-size",
+                    VOCAB, "--bpe-dropout", "0.2", "--train-copies", "3") == 0
+    tok = utils.load_tokenizer(tmp_path / "tok")
+    processed = data_dir / "processed"
+    meta = json.loads((processed / "meta.json").read_text(encoding="utf-8"))
+    lines = sentences(processed / "train.txt")
+    fixed = [i for line in lines for i in [tok.bos_id, *tok.encode(line), tok.eos_id]]
+    got = np.fromfile(processed / "train.bin", dtype=np.uint16)
+    assert meta["train_copies"] == 3 and meta["bpe_dropout"] == 0.2
+    assert meta["train_lines"] == 3 * len(lines) and len(got) == meta["train_tokens"]
+    assert int((got == tok.bos_id).sum()) == 3 * len(lines)
+    assert len(got) > 3 * len(fixed)  # skipped merges: more, shorter tokens
+    copies = np.split(got, np.flatnonzero(got == tok.bos_id)[::len(lines)][1:])
+    assert len(copies) == 3 and all(tok.decode(c.tolist()) == tok.decode(fixed) for c in copies)
+    assert not np.array_equal(copies[0], copies[1])
+    val = [i for line in sentences(processed / "val.txt")
+           for i in [tok.bos_id, *tok.encode(line), tok.eos_id]]
+    assert np.fromfile(processed / "val.bin", dtype=np.uint16).tolist() == val
+    raw = json.loads((tmp_path / "tok" / "tokenizer.json").read_text(encoding="utf-8"))
+    assert raw["model"]["dropout"] is None  # every later stage: the one segmentation
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--bpe-dropout", "1"], "--bpe-dropout must be at least 0 and below 1"),
+    (["--train-copies", "2"], "more than 1 only with --bpe-dropout"),
+])
+def test_bpe_dropout_flags_are_checked(trained, tmp_path, capsys, flags, message):
+    assert run_main("--data-dir", trained.data_dir, "--tokenizer-dir", tmp_path / "t",
+                    *flags) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "t").exists()
 
 
 def test_quality_figures(trained):
