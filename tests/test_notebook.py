@@ -186,7 +186,7 @@ def test_chat_section_answers_the_course_prompts(executed):
     cells = [c for c in executed.cells if c.cell_type == "code"]
     template = next(text_of(c) for c in cells if "render_prompt" in "".join(c.source))
     assert template.startswith("<bos> <|user|> ")
-    assert template.count("<|end|> <|assistant|>") == 1 and template.count("<|user|>") == 2
+    assert template.count("<|end|> <|assistant|>") == 2 and template.count("<|user|>") == 2
     assert template.rstrip().endswith("<|end|> <|assistant|>")
     out = next(text_of(c) for c in cells if "CHAT_PATH" in "".join(c.source))
     assert "chat_model.pt: full" in out
