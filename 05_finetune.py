@@ -26,7 +26,7 @@ import math
 import random
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -37,6 +37,7 @@ from tatargpt import chat, checkpoints, cli, devices, lora, scoring
 from tatargpt.cli import option
 from tatargpt.finetune_run import Staging, answer_stats, print_report
 
+SETTINGS = {f.name for f in fields(config.FinetuneConfig)}
 MAX_TOO_LONG = 0.05  # the share of conversations longer than the context that is left out
 
 # -----------------------------------------------------------------------------
@@ -147,9 +148,9 @@ class RunOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    config.add_flags(parser, config.FinetuneConfig, config.FINETUNE_HELP)
+    cli.add_options(parser, config.FinetuneConfig)
     for action in parser._actions:  # a flag not given takes the base model's preset's value
-        if action.dest in config.FINETUNE_HELP:
+        if action.dest in SETTINGS:
             presets = [f"{p}: {v[action.dest]}" for p, v in config.FINETUNE_PRESETS.items()
                        if action.dest in v]
             action.help = action.help.replace(
@@ -161,8 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items()
-                 if k in config.FINETUNE_HELP and v is not None}
+    overrides = {k: v for k, v in vars(args).items() if k in SETTINGS and v is not None}
     return utils.run_cli(lambda: finetune(overrides, args.overwrite, args.resume),
                          "the fine-tuned model is as it was")
 

@@ -21,6 +21,8 @@ import sys
 import typing
 from dataclasses import asdict, dataclass, fields, replace
 
+from tatargpt.cli import option
+
 # Token files store ids as uint16, so no vocabulary may exceed this.
 UINT16_LIMIT = 2**16
 
@@ -422,59 +424,44 @@ def get_train_config(preset: str = "small", **overrides) -> TrainConfig:
 
 @dataclass
 class FinetuneConfig:
-    checkpoint: str = "models/best_model.pt"  # the pretrained base model
-    tokenizer_dir: str = "tokenizer"
-    sft_dir: str = "data/sft"
-    data_dir: str = "data"  # processed/val.txt: how much pretraining knowledge is kept
-    out: str = "models/chat_model.pt"
-    max_iters: int = 400
-    batch_size: int = 16
-    lr: float = 3e-4
-    min_lr: float = 3e-5
-    warmup_iters: int = 20
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    eval_interval: int = 50
-    val_percent: int = 10
-    lora_rank: int = 0  # 0 = full fine-tune
-    lora_alpha: float = 16.0
-    lora_targets: str = "attn,mlp"
-    lora_lr: float = 3e-3  # adapters start at zero: they take a larger step than full weights
-    forget_sentences: int = 300  # val.txt sentences scored before and after
-    check_prompts: int = 24  # val questions answered greedily before and after
-    device: str = "auto"
-    dtype: str = "auto"
-    seed: int = 1337
+    """05_finetune.py's settings; each field is a flag (tatargpt/cli.py), its help beside it."""
 
+    checkpoint: str = option("models/best_model.pt", "the pretrained model (03_train.py's "
+                                                     "best_model.pt)", "PATH")
+    tokenizer_dir: str = option("tokenizer", "the tokenizer it was trained with", "DIR")
+    sft_dir: str = option("data/sft", "the conversations: every *.jsonl in it, one "
+                                      "{\"messages\": [...]} a line", "DIR")
+    data_dir: str = option("data", "folder with processed/val.txt, to measure what the model "
+                                   "forgets", "DIR")
+    out: str = option("models/chat_model.pt", "the fine-tuned model (a checkpoint like "
+                                              "best_model.pt)", "PATH")
+    max_iters: int = option(400, "optimizer steps", "N")
+    batch_size: int = option(16, "conversations per step", "N")
+    lr: float = option(3e-4, "peak learning rate of a full fine-tune", "LR")
+    min_lr: float = option(3e-5, "learning rate at the end of the cosine decay", "LR")
+    warmup_iters: int = option(20, "linear warm-up steps", "N")
+    weight_decay: float = option(0.0, "AdamW weight decay", "WD")
+    grad_clip: float = option(1.0, "clip the gradient norm (0 = off)", "NORM")
+    eval_interval: int = option(50, "steps between evaluations of the val answer loss (and "
+                                    "saves)", "N")
+    val_percent: int = option(10, "percent of the conversations held out for val, by a stable "
+                                  "hash", "P")
+    lora_rank: int = option(0, "train rank-R LoRA adapters on the frozen model and merge them "
+                               "into the saved weights (0 = fine-tune every weight)", "R")
+    lora_alpha: float = option(16.0, "LoRA scale: the update is (alpha / rank) · B A", "ALPHA")
+    lora_targets: str = option("attn,mlp", "layers that get adapters: attn, mlp or attn,mlp",
+                               "LIST")
+    # Adapters start at zero: they take a larger step than full weights.
+    lora_lr: float = option(3e-3, "peak learning rate of the adapters, instead of --lr "
+                                  "(--min-lr scales with it)", "LR")
+    forget_sentences: int = option(300, "val.txt sentences scored before and after (0 = skip)",
+                                   "N")
+    check_prompts: int = option(24, "val questions answered (greedy) before and after: how "
+                                    "many end their turn, in which letters", "N")
+    device: str = option("auto", "auto | cpu | cuda | mps", "NAME")
+    dtype: str = option("auto", "auto | float32 | bfloat16 | float16", "NAME")
+    seed: int = option(1337, "seed of the batch order and the adapters' initialisation", "N")
 
-FINETUNE_HELP = {
-    "checkpoint": ("PATH", "the pretrained model (03_train.py's best_model.pt)"),
-    "tokenizer_dir": ("DIR", "the tokenizer it was trained with"),
-    "sft_dir": ("DIR", "the conversations: every *.jsonl in it, one {\"messages\": [...]} a line"),
-    "data_dir": ("DIR", "folder with processed/val.txt, to measure what the model forgets"),
-    "out": ("PATH", "the fine-tuned model (a checkpoint like best_model.pt)"),
-    "max_iters": ("N", "optimizer steps"),
-    "batch_size": ("N", "conversations per step"),
-    "lr": ("LR", "peak learning rate of a full fine-tune"),
-    "min_lr": ("LR", "learning rate at the end of the cosine decay"),
-    "warmup_iters": ("N", "linear warm-up steps"),
-    "weight_decay": ("WD", "AdamW weight decay"),
-    "grad_clip": ("NORM", "clip the gradient norm (0 = off)"),
-    "eval_interval": ("N", "steps between evaluations of the val answer loss (and saves)"),
-    "val_percent": ("P", "percent of the conversations held out for val, by a stable hash"),
-    "lora_rank": ("R", "train rank-R LoRA adapters on the frozen model and merge them into "
-                       "the saved weights (0 = fine-tune every weight)"),
-    "lora_alpha": ("ALPHA", "LoRA scale: the update is (alpha / rank) · B A"),
-    "lora_targets": ("LIST", "layers that get adapters: attn, mlp or attn,mlp"),
-    "lora_lr": ("LR", "peak learning rate of the adapters, instead of --lr (--min-lr scales "
-                      "with it)"),
-    "forget_sentences": ("N", "val.txt sentences scored before and after (0 = skip)"),
-    "check_prompts": ("N", "val questions answered (greedy) before and after: how many end "
-                           "their turn, in which letters"),
-    "device": ("NAME", "auto | cpu | cuda | mps"),
-    "dtype": ("NAME", "auto | float32 | bfloat16 | float16"),
-    "seed": ("N", "seed of the batch order and the adapters' initialisation"),
-}
 
 # Fine-tuning settings that make sense for the preset of the base model.
 FINETUNE_PRESETS: dict[str, dict] = {
