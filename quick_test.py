@@ -337,8 +337,9 @@ def check_chat(ckpt_path: Path, tokenizer: utils.Tokenizer, device: torch.device
     try:
         model, ckpt = utils.load_model(path, device)
         checkpoints.check_tokenizer_matches(ckpt, tokenizer, path)
-        answers = [list(chat_template.stream_reply(model, tokenizer, [
-            {"role": "user", "content": q}], max_new_tokens=80, temperature=0))
+        answers = [list(chat_template.stream_reply(  # greedy, the demos' repetition penalty
+            model, tokenizer, [{"role": "user", "content": q}], max_new_tokens=80,
+            temperature=0, repetition_penalty=config.SAMPLING.repetition_penalty))
             for q in config.CHAT_PROMPTS]
     except utils.UserError as e:
         return Row(item, False, str(e), required=False)

@@ -24,6 +24,9 @@ from tatargpt import chat, checkpoints, fileio, lora
 from tatargpt.errors import UserError
 
 CYRILLIC = set("абвгдеёжзийклмнопрстуфхцчшщъыьэюяәөүҗңһ")
+# Answers are greedy with the course's repetition penalty (config.SAMPLING), as the demos
+# generate them; a plain greedy answer of a small model can loop until the length limit.
+REPETITION_PENALTY = config.SAMPLING.repetition_penalty
 
 
 class Staging:
@@ -111,13 +114,13 @@ class Staging:
 
 @torch.no_grad()
 def answer_stats(model, tokenizer, examples, n: int = 24, max_new_tokens: int = 64) -> dict:
-    """Greedy answers to the first user message of `n` held-out conversations: the share that
-    ends with <|end|> (not at the length limit), and of the letters written, the share that is
-    Cyrillic and the share of the Tatar letters ә ө ү җ ң һ."""
+    """Greedy answers (with the course's repetition penalty) to the first user message of `n`
+    held-out conversations: the share that ends with <|end|> (not at the length limit), and
+    of the letters written, the share that is Cyrillic and the share of ә ө ү җ ң һ."""
     ended, letters, cyrillic, tatar = 0, 0, 0, 0
     for _ids, _mask, messages in examples[:n]:
         out = list(chat.stream_reply(model, tokenizer, messages[:1], max_new_tokens,
-                                     temperature=0))
+                                     temperature=0, repetition_penalty=REPETITION_PENALTY))
         ended += bool(out) and out[-1] == tokenizer.end_id
         text = tokenizer.decode([i for i in out if i != tokenizer.end_id]).lower()
         chars = [c for c in text if c.isalpha()]
