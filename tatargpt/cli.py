@@ -46,8 +46,9 @@ def add_flag(parser, name: str, kind, default, help: str, shown: str | None = No
     """--name-with-dashes for a field `name` of type `kind`: a bool is a switch, a list[X] a
     repeatable flag, X | None an optional X; the default is shown in the help."""
     flag = "--" + name.replace("_", "-")
-    if kind is bool:
-        parser.add_argument(flag, action="store_true", help=help, **kwargs)
+    if kind is bool:  # a switch; action=argparse.BooleanOptionalAction also gives --no-NAME
+        kwargs.setdefault("action", "store_true")
+        parser.add_argument(flag, default=default, help=help, **kwargs)
         return
     args = typing.get_args(kind)
     if typing.get_origin(kind) is list:

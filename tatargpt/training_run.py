@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from tqdm import tqdm
 import config
 from model import GPT
 from tatargpt import checkpoints, devices, fileio, scoring, tokenization
+from tatargpt.cli import add_flag
 from tatargpt.errors import UserError
 
 # ---------------------------------------------------------------------------
@@ -71,36 +73,32 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Defaults come from config.TrainConfig, the preset's TRAIN_PRESETS entry and "
                "config.PRESETS; with --resume, from the checkpoint.",
     )
+    # Every flag defaults to None: what was not given comes from the preset (or a resumed
+    # checkpoint), so the help shows the dataclass's default (TrainConfig) or small's (shape).
+    hints = typing.get_type_hints(config.TrainConfig)
     for f in fields(config.TrainConfig):
-        help_text = config.TRAIN_HELP[f.name]
-        if f.type in ("bool", bool):
-            parser.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        elif f.name == "preset":
-            parser.add_argument(flag(f.name), choices=list(config.PRESETS), default=None,
-                                help=f"{help_text} (default: {f.default})")
+        kwargs = {"choices": list(config.PRESETS)} if f.name == "preset" else {}
+        if hints[f.name] is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            parser.add_argument(flag(f.name), type=kind, default=None,
-                                help=f"{help_text} (default: {f.default})")
+            kwargs["shown"] = str(f.default)
+        add_flag(parser, f.name, hints[f.name], None, config.TRAIN_HELP[f.name], **kwargs)
     shape = parser.add_argument_group(
         "model shape", "applied on top of --preset and recorded in the checkpoint; "
                        "defaults are the preset's (small shown)")
     small = config.get_preset("small")
+    hints = typing.get_type_hints(config.ModelConfig)
     for f in fields(config.ModelConfig):
         if f.name not in config.MODEL_HELP:
             continue
-        help_text = f"{config.MODEL_HELP[f.name]} (small: {getattr(small, f.name)})"
-        if f.type in ("bool", bool):
-            shape.add_argument(flag(f.name), action=argparse.BooleanOptionalAction,
-                               default=None, help=help_text)
-        elif "None" in str(f.type):
-            shape.add_argument(flag(f.name), type=optional_int, default=None, metavar="N|none",
-                               help=help_text)
-        else:
-            kind = {"int": int, "float": float, "str": str}[str(f.type)]
-            shape.add_argument(flag(f.name), type=kind, default=None,
-                               choices=MODEL_CHOICES.get(f.name), help=help_text)
+        kind = hints[f.name]
+        kwargs = {"action": argparse.BooleanOptionalAction} if kind is bool else {}
+        if type(None) in typing.get_args(kind):
+            kwargs.update(type=optional_int, metavar="N|none")
+        elif f.name in MODEL_CHOICES:
+            kwargs["choices"] = MODEL_CHOICES[f.name]
+        add_flag(shape, f.name, kind, None,
+                 f"{config.MODEL_HELP[f.name]} (small: {getattr(small, f.name)})", **kwargs)
     parser.add_argument("--estimate", action="store_true",
                         help="time a few micro-batches, print the expected training time, exit")
     parser.add_argument("--status", action="store_true",
