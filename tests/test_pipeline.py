@@ -94,7 +94,7 @@ def test_bad_flags_are_refused_before_any_stage(tmp_path, args, message):
     assert "stage 1" not in run.stdout and not (repo / "data" / "processed").exists()
 
 
-QUICK_TEST_ITERS = "150"  # the suite's shortened quick run; the full one is in the notes
+QUICK_TEST_ITERS = "200"  # the suite's shortened quick run; the full one is in the notes
 FINETUNE_TEST_ITERS = "30"  # and its shortened fine-tune
 
 
