@@ -348,7 +348,7 @@ def train(cfg: config.TrainConfig, shape: dict, explicit: set[str], dist: tr.Dis
     started = time.perf_counter()
     log = tqdm.write if dist.master else (lambda *a, **k: None)
     cfg, model_cfg, state, files, (tokenizer, meta, stats) = tr.start(cfg, shape, explicit,
-                                                                     estimate, log)
+                                                                     estimate, log, dist, started)
     run = build_run(cfg, model_cfg, dist, meta, tokenizer, stats, files, log, started)
     if "max_iters" in explicit:
         run.budget.cap = cfg.max_iters  # --time-budget never plans beyond an explicit max

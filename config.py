@@ -410,6 +410,21 @@ TRAIN_PRESETS: dict[str, dict] = {
 QUICK_RUN = {"preset": "tiny", "vocab_size": 3072}
 
 
+# --time-budget without --preset (tatargpt/budget.py, docs/TIME_BUDGET.md): the presets it
+# chooses from, smallest first; the largest that sees TOKENS_PER_PARAM training tokens per
+# parameter in the budget wins (Hoffmann et al. 2022: ≈20 is compute-optimal).
+BUDGET_LADDER = ("tiny", "small", "medium", "large")
+TOKENS_PER_PARAM = 20
+# With an explicit --preset, fewer tokens than this per parameter gets a warning.
+MIN_TOKENS_PER_PARAM = 1.0
+# At most this share of the budget goes to evaluations (the plan spaces them out).
+BUDGET_EVAL_SHARE = 0.10
+# A bigger model keeps the hardware busier (on a GPU a tiny one leaves most of it idle): a
+# preset is timed unless even this many times the FLOP rate of the last one timed could not
+# give it TOKENS_PER_PARAM. On a CPU it saves timing `small` (half a minute a step).
+FLOPS_HEADROOM = 64.0
+
+
 def get_train_config(preset: str = "small", **overrides) -> TrainConfig:
     """TrainConfig defaults, then the preset's training overrides, then `overrides`."""
     get_preset(preset)  # validates the name

@@ -26,7 +26,9 @@ Flags:
   --corpus NAME      Leipzig corpus to download (repeatable), e.g. tat_news_2015_1M
   --device NAME      auto | cpu | cuda | mps (default: auto)
   --max-iters N      training iterations (default: the preset's)
-  --time-budget MIN  train as many iterations as fit in MIN minutes (measured at the start)
+  --time-budget MIN  finish in about MIN minutes: training gets what the other stages leave;
+                     without --preset it times this machine and trains the model size that
+                     the time affords (docs/TIME_BUDGET.md)
   --from-stage N     start at stage N (1 data, 2 tokenizer, 3 training, 4 evaluation,
                      5 fine-tuning, 6 checklist)
   --finetune-iters N fine-tuning steps of stage 5 (default: 05_finetune.py's for the preset)
@@ -90,6 +92,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+
+user_preset="$preset"  # before the defaults below fill it in
+user_quick="$quick"
 
 # --- everything checked before any stage runs -------------------------------------------------
 for n in "$from_stage" ${only_stage:+"$only_stage"}; do
@@ -233,6 +238,12 @@ if [ -z "$preset" ]; then
     if [ "$quick" = 1 ]; then preset="$quick_preset"; else preset="small"; fi
 fi
 if [ "$quick" = 1 ]; then vocab_size="$quick_vocab"; else vocab_size=""; fi
+# --time-budget without --preset or --quick: 03_train.py times this machine and chooses the
+# model size the budget affords (docs/TIME_BUDGET.md).
+auto_preset=0
+if [ -n "$time_budget" ] && [ -z "$user_preset" ] && [ "$user_quick" = 0 ]; then auto_preset=1; fi
+preset_args=(--preset "$preset")
+if [ "$auto_preset" = 1 ]; then preset_args=(); fi
 
 # --- stage 2: tokenizer -----------------------------------------------------------------------
 if run_stage 2; then
@@ -250,14 +261,23 @@ if run_stage 2; then
 fi
 
 # --- stage 3: training ------------------------------------------------------------------------
-train_args=(--preset "$preset" --device "$device")
+train_args=(${preset_args[@]+"${preset_args[@]}"} --device "$device")
 if [ -n "$max_iters" ]; then train_args+=(--max-iters "$max_iters"); fi
-if [ -n "$time_budget" ]; then train_args+=(--time-budget "$time_budget"); fi
+if [ -n "$time_budget" ] && run_stage 3; then
+    # The budget is for the whole pipeline: training gets what stages 1-2 left of it, less a
+    # reserve for stages 4-6 (a tenth of the budget, at least a minute).
+    read -r train_budget reserve <<<"$("$PY" -c 'import sys
+budget, spent = float(sys.argv[1]), int(sys.argv[2]) / 60
+reserve = max(1.0, budget / 10)
+print(f"{max(0.1, budget - spent - reserve):.2f} {reserve:.1f}")' "$time_budget" "$SECONDS")"
+    echo "time budget $time_budget min for the whole pipeline: $((SECONDS / 60)) min spent so far, ${reserve} min kept for stages 4-6, ${train_budget} min for training"
+    train_args+=(--time-budget "$train_budget")
+fi
 train_args+=(${train_extra[@]+"${train_extra[@]}"})
 if run_stage 3; then
     header 3 "train the model (03_train.py ${train_args[*]})"
     # What is in models/ already: nothing, done, resumable, or a model of other settings.
-    state=$("$PY" 03_train.py --status --preset "$preset" ${max_iters:+--max-iters "$max_iters"} | cut -f1)
+    state=$("$PY" 03_train.py --status ${preset_args[@]+"${preset_args[@]}"} ${max_iters:+--max-iters "$max_iters"} | cut -f1)
     if [ "$force" = 1 ] && [ "$state" != "fresh" ]; then state="replace"; fi
     if [ "$state" = "other" ]; then
         die "models/ holds a trained model of another preset. To keep it, move it away first (mv models models_old), or add --force to replace it with a new $preset model."

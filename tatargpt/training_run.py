@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 import config
 from model import GPT
-from tatargpt import checkpoints, devices, fileio, scoring, tokenization
+from tatargpt import budget, checkpoints, devices, fileio, scoring, tokenization
 from tatargpt.cli import add_flag
 from tatargpt.errors import UserError
 
@@ -195,6 +195,10 @@ class Dist:
         t = torch.tensor([value], dtype=torch.long, device=self.device)
         torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
         return int(t.item())
+
+    def max(self, value: int) -> int:
+        """The largest `value` of all ranks, on every rank."""
+        return -self.min(-value)
 
     def gather(self, obj) -> list:
         """`obj` of every rank, in rank order (every rank must call this)."""
@@ -719,6 +723,53 @@ def estimate_duration(run: Run, eval_batches: int) -> None:
 
 
 
+def budget_preset(cfg: config.TrainConfig, shape: dict, explicit: set[str], meta: dict,
+                  dist: Dist, started: float, log) -> config.TrainConfig:
+    """A fresh --time-budget run: without --preset the budget chooses it (tatargpt/budget.py)
+    and says why in one line; an explicit preset too big to learn anything in the budget gets
+    a warning that names the one that would."""
+    if dist.enabled:  # each process would time itself, and might choose differently
+        if "preset" not in explicit:
+            raise UserError("--time-budget chooses the preset by timing one process; under "
+                            "torchrun give --preset too (e.g. --preset small)")
+        return cfg
+    device, _ = devices.select_device(cfg.device)
+    vocab = meta["vocab_size"]
+    measured: dict[str, float] = {}
+
+    def speed(name: str) -> float:
+        if name not in measured:
+            model_cfg = config.get_preset(name, vocab_size=vocab, **shape)
+            dtype, _ = devices.pick_dtype(device, cfg.dtype, model_cfg)
+            batch = (cfg.batch_size if "batch_size" in explicit
+                     else config.get_train_config(name).batch_size)
+            measured[name] = budget.measure_tokens_per_s(model_cfg, batch, device, dtype)
+        return measured[name]
+
+    def plan() -> budget.Plan:
+        return budget.choose(budget.ladder(vocab, shape),
+                             budget.train_seconds(cfg.time_budget, time.perf_counter() - started),
+                             meta["train_tokens"], speed)
+
+    if "preset" not in explicit:
+        chosen = plan()
+        log(chosen.line(cfg.time_budget))
+        given = {k: getattr(cfg, k) for k in explicit}
+        return config.get_train_config(chosen.preset, **given)
+    seconds = budget.train_seconds(cfg.time_budget, time.perf_counter() - started)
+    params = budget.ladder(vocab, shape, [cfg.preset])[0][1]
+    mine = budget.Option(cfg.preset, params, speed(cfg.preset), speed(cfg.preset) * seconds)
+    if not budget.useful(mine):
+        better = plan()
+        log(f"warning: in {cfg.time_budget:g} min this machine trains preset {cfg.preset} "
+            f"({params / 1e6:.1f}M parameters) on about {mine.tokens / 1e6:.2g}M tokens, "
+            f"{mine.per_param:.2g} per parameter: too few steps to learn much. "
+            f"--preset {better.preset} would see {better.chosen.per_param:.1f} per parameter; "
+            f"without --preset the budget chooses (docs/TIME_BUDGET.md)")
+    return cfg
+
+
+
 def plan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
     """After a few timed steps: the training settings with the max_iters (and warm-up) that
     end the run within --time-budget; None until it has measured enough, and after."""
@@ -731,22 +782,25 @@ def plan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
         return None
     if clock.measure <= 0:
         return None
-    budget = cfg.time_budget * 60
+    budget_s = cfg.time_budget * 60
     devices.sync(run.device)
     now = time.perf_counter()
     timed = p.it - clock.warm_at
     enough = timed >= clock.measure or (not run.dist.enabled
-                                         and now - clock.warm_time >= 0.05 * budget)
+                                         and now - clock.warm_time >= 0.05 * budget_s)
     if not enough:
         return None
     clock.measure = 0
     per_iter = (now - clock.warm_time) / timed
     per_eval = run.eval_seconds  # the iteration-0 evaluation and its save
-    left = budget - (now - run.started) - per_eval  # the final evaluation always runs
-    # n iterations cost n·per_iter, plus one evaluation every eval_interval of them.
-    n = max(0, int(left / (per_iter + per_eval / cfg.eval_interval)))
+    left = budget_s - (now - run.started) - per_eval  # the final evaluation always runs
+    # Evaluations may take BUDGET_EVAL_SHARE of the budget: space them out when they would
+    # take more at the preset's interval (a slow one on a big val split).
+    n, interval = budget.space_evaluations(left, per_iter, per_eval, budget_s, cfg.eval_interval)
+    interval = run.dist.max(interval)
     planned = run.dist.min(p.it + n if clock.cap is None else min(p.it + n, clock.cap))
-    cfg = replace(cfg, max_iters=planned, warmup_iters=min(cfg.warmup_iters, planned // 5))
+    cfg = replace(cfg, max_iters=planned, warmup_iters=min(cfg.warmup_iters, planned // 5),
+                  eval_interval=interval)
     bar.total = planned
     bar.refresh()
     end = time.strftime("%H:%M", time.localtime(time.time() + max(0.0, left)))
@@ -851,13 +905,16 @@ def plot_only(cfg: config.TrainConfig) -> None:
 
 
 def start(cfg: config.TrainConfig, shape: dict, explicit: set[str], estimate: bool,
-          log) -> tuple[config.TrainConfig, config.ModelConfig, dict | None, RunFiles, tuple]:
+          log, dist: Dist, started: float
+          ) -> tuple[config.TrainConfig, config.ModelConfig, dict | None, RunFiles, tuple]:
     """Before anything is built: the inputs checked, the folder's files, the resume state,
-    and the settings this run trains with. Returns (cfg, model_cfg, state or None, files,
-    (tokenizer, meta, stats))."""
+    the preset a --time-budget affords, and the settings this run trains with. Returns (cfg,
+    model_cfg, state or None, files, (tokenizer, meta, stats))."""
     tokenizer, meta, stats = load_inputs(cfg)
     files = run_files(cfg, estimate)
     state = load_resume_state(files.last, tokenizer) if cfg.resume else None
+    if cfg.time_budget > 0 and state is None and not estimate:
+        cfg = budget_preset(cfg, shape, explicit, meta, dist, started, log)
     cfg, model_cfg = resolve_configs(cfg, shape, explicit, tokenizer, meta, state, log)
     return cfg, model_cfg, state, files, (tokenizer, meta, stats)
 
