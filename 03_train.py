@@ -305,6 +305,12 @@ def train_loop(run: tr.Run) -> int:
             if evaluate_and_save(run):
                 run.log(f"early stopping: no val improvement in {cfg.patience} evaluations")
                 break
+            if cfg.time_budget > 0 and not cfg.resume and not last_step:
+                # --time-budget: the plan again, from the steps timed so far.
+                replanned = tr.replan_time_budget(run, bar)
+                if replanned is not None:
+                    cfg = run.cfg = replanned
+                    last_step = p.it >= cfg.max_iters
             clock = time.perf_counter()  # evaluation time is not training time
         if last_step:
             break

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 import config
+import tatar_text
 import utils
 from model import GPT
 from tatargpt import chat as chat_template
@@ -344,11 +345,10 @@ def check_chat(ckpt_path: Path, tokenizer: utils.Tokenizer, device: torch.device
     except utils.UserError as e:
         return Row(item, False, str(e), required=False)
     ended = sum(bool(a) and a[-1] == tokenizer.end_id for a in answers)
-    text = " ".join(tokenizer.decode(a) for a in answers)
-    letters = [c for c in text.lower() if c.isalpha()]
-    cyrillic = sum("а" <= c <= "я" or c in "ёәөүҗңһ" for c in letters) / max(1, len(letters))
-    ok = (ended == len(answers) and cyrillic >= 0.95
-          and any(c in "әөүҗңһ" for c in letters))
+    letters, cyrillic, tatar = tatar_text.letter_counts(
+        " ".join(tokenizer.decode(a) for a in answers))
+    cyrillic /= max(1, letters)
+    ok = ended == len(answers) and cyrillic >= 0.95 and tatar > 0
     first = tokenizer.decode(answers[0]).strip()
     return Row(item, ok, f"{path.name}: {ended}/{len(answers)} answers end with <|end|>, "
                          f"{cyrillic:.0%} of their letters Cyrillic; «{config.CHAT_PROMPTS[0]}» → "

@@ -270,7 +270,7 @@ if [ -n "$time_budget" ] && run_stage 3; then
 budget, spent = float(sys.argv[1]), int(sys.argv[2]) / 60
 reserve = max(1.0, budget / 10)
 print(f"{max(0.1, budget - spent - reserve):.2f} {reserve:.1f}")' "$time_budget" "$SECONDS")"
-    echo "time budget $time_budget min for the whole pipeline: $((SECONDS / 60)) min spent so far, ${reserve} min kept for stages 4-6, ${train_budget} min for training"
+    echo "time budget $time_budget min for the whole pipeline: ${SECONDS} s spent so far, ${reserve} min kept for stages 4-6, ${train_budget} min for training"
     train_args+=(--time-budget "$train_budget")
 fi
 train_args+=(${train_extra[@]+"${train_extra[@]}"})

@@ -39,11 +39,16 @@ _SUFFIX_FORMS = sorted(((form, back, front) for back, front in SUFFIXES for form
 WORD = re.compile(r"[А-Яа-яЁёӘәӨөҮүҖҗҢңҺһ]+(?:-[А-Яа-яЁёӘәӨөҮүҖҗҢңҺһ]+)*")
 
 
+def letter_counts(text: str) -> tuple[int, int, int]:
+    """(letters, Cyrillic letters, ә ө ү җ ң һ) in `text`, any case."""
+    letters = [c for c in text.lower() if c.isalpha()]
+    cyrillic = sum(1 for c in letters if "а" <= c <= "я" or c in "ё" + TATAR_LETTERS)
+    return len(letters), cyrillic, sum(1 for c in letters if c in TATAR_LETTERS)
+
+
 def tatar_letter_share(text: str) -> float:
     """Share of the Cyrillic letters of `text` that are ә ө ү җ ң һ (0 when it has none)."""
-    lower = text.lower()
-    cyrillic = sum(1 for c in lower if "а" <= c <= "я" or c in "ё" + TATAR_LETTERS)
-    tatar = sum(lower.count(c) for c in TATAR_LETTERS)
+    _, cyrillic, tatar = letter_counts(text)
     return tatar / cyrillic if cyrillic else 0.0
 
 

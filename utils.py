@@ -201,9 +201,7 @@ def stream_chat(model, tokenizer: Tokenizer, conversation: str | list[dict],
     writes <|end|> (or at max_new_tokens)."""
     tokens = chat_template.stream_reply(model, tokenizer, as_messages(conversation), max_new_tokens,
                                temperature, top_k, top_p, repetition_penalty, seed)
-    specials = {tokenizer.end_id, tokenizer.eos_id, tokenizer.bos_id, tokenizer.user_id,
-                tokenizer.assistant_id, tokenizer.pad_id}
-    yield from _text_pieces(tokenizer, tokens, specials)
+    yield from _text_pieces(tokenizer, tokens, chat_template.stop_ids(tokenizer))
 
 
 def chat(model, tokenizer: Tokenizer, conversation: str | list[dict], max_new_tokens: int = 80,

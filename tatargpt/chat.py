@@ -141,6 +141,13 @@ def fit_prompt(tokenizer: Tokenizer, messages: list[dict], limit: int) -> list[i
     return ids
 
 
+def stop_ids(tokenizer: Tokenizer) -> set[int]:
+    """The tokens that end an answer: <|end|>, and any other special token the model writes
+    instead (a turn of its own, <eos>, …), which the answer's text never shows."""
+    return {tokenizer.end_id, tokenizer.eos_id, tokenizer.bos_id, tokenizer.user_id,
+            tokenizer.assistant_id, tokenizer.pad_id}
+
+
 def stream_reply(model, tokenizer: Tokenizer, messages: list[dict], max_new_tokens: int = 80,
                  temperature: float = 0.8, top_k: int | None = None, top_p: float | None = None,
                  repetition_penalty: float = 1.0, seed: int | None = None) -> Iterator[int]:
@@ -154,8 +161,7 @@ def stream_reply(model, tokenizer: Tokenizer, messages: list[dict], max_new_toke
     ids = fit_prompt(tokenizer, messages, block - room)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(int(seed)) if seed is not None else None
-    stops = {tokenizer.end_id, tokenizer.eos_id, tokenizer.bos_id, tokenizer.user_id,
-             tokenizer.assistant_id, tokenizer.pad_id}
+    stops = stop_ids(tokenizer)
     for next_id in model.stream(torch.tensor([ids], device=device), max_new_tokens,
                                 temperature=temperature, top_k=top_k, top_p=top_p,
                                 repetition_penalty=repetition_penalty, eos_id=tokenizer.end_id,

@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 
 import config
+import tatar_text
 from tatargpt import chat, checkpoints, fileio, lora
 from tatargpt.errors import UserError
 
-CYRILLIC = set("абвгдеёжзийклмнопрстуфхцчшщъыьэюяәөүҗңһ")
 # Answers are greedy with the course's repetition penalty (config.SAMPLING), as the demos
 # generate them; a plain greedy answer of a small model can loop until the length limit.
 REPETITION_PENALTY = config.SAMPLING.repetition_penalty
@@ -122,11 +122,9 @@ def answer_stats(model, tokenizer, examples, n: int = 24, max_new_tokens: int = 
         out = list(chat.stream_reply(model, tokenizer, messages[:1], max_new_tokens,
                                      temperature=0, repetition_penalty=REPETITION_PENALTY))
         ended += bool(out) and out[-1] == tokenizer.end_id
-        text = tokenizer.decode([i for i in out if i != tokenizer.end_id]).lower()
-        chars = [c for c in text if c.isalpha()]
-        letters += len(chars)
-        cyrillic += sum(c in CYRILLIC for c in chars)
-        tatar += sum(c in "әөүҗңһ" for c in chars)
+        n_letters, n_cyrillic, n_tatar = tatar_text.letter_counts(tokenizer.decode(
+            [i for i in out if i != tokenizer.end_id]))
+        letters, cyrillic, tatar = letters + n_letters, cyrillic + n_cyrillic, tatar + n_tatar
     count = min(n, len(examples))
     return {"prompts": count, "ended": ended / max(1, count),
             "cyrillic": cyrillic / max(1, letters), "tatar_letters": tatar / max(1, letters)}

@@ -792,22 +792,50 @@ def plan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
         return None
     clock.measure = 0
     per_iter = (now - clock.warm_time) / timed
-    per_eval = run.eval_seconds  # the iteration-0 evaluation and its save
+    cfg, left = budget_iterations(run, per_iter, now, bar)
+    end = time.strftime("%H:%M", time.localtime(time.time() + max(0.0, left)))
+    run.log(f"time budget {cfg.time_budget:g} min: {per_iter:.2f} s per iteration and "
+            f"{run.eval_seconds:.1f} s per evaluation measured; training for "
+            f"{cfg.max_iters:,} iterations (evaluation every {cfg.eval_interval}, warm-up "
+            f"{cfg.warmup_iters}), ending about {end}")
+    return cfg
+
+
+def budget_iterations(run: Run, per_iter: float, now: float,
+                      bar: tqdm) -> tuple[config.TrainConfig, float]:
+    """The settings whose max_iters (and evaluation interval) fill what is left of the budget
+    at `now`, at `per_iter` seconds a step; and the seconds left."""
+    cfg, p = run.cfg, run.progress
+    budget_s = cfg.time_budget * 60
+    per_eval = run.eval_seconds  # the last evaluation and its save
     left = budget_s - (now - run.started) - per_eval  # the final evaluation always runs
     # Evaluations may take BUDGET_EVAL_SHARE of the budget: space them out when they would
     # take more at the preset's interval (a slow one on a big val split).
     n, interval = budget.space_evaluations(left, per_iter, per_eval, budget_s, cfg.eval_interval)
     interval = run.dist.max(interval)
-    planned = run.dist.min(p.it + n if clock.cap is None else min(p.it + n, clock.cap))
-    cfg = replace(cfg, max_iters=planned, warmup_iters=min(cfg.warmup_iters, planned // 5),
-                  eval_interval=interval)
-    bar.total = planned
+    cap = run.budget.cap
+    planned = run.dist.min(p.it + n if cap is None else min(p.it + n, cap))
+    cfg = replace(cfg, max_iters=max(planned, p.it), eval_interval=interval,
+                  warmup_iters=min(cfg.warmup_iters, planned // 5) if p.it < cfg.warmup_iters
+                  else cfg.warmup_iters)
+    bar.total = cfg.max_iters
     bar.refresh()
-    end = time.strftime("%H:%M", time.localtime(time.time() + max(0.0, left)))
-    run.log(f"time budget {cfg.time_budget:g} min: {per_iter:.2f} s per iteration and "
-            f"{per_eval:.1f} s per evaluation measured; training for {planned:,} iterations "
-            f"(evaluation every {cfg.eval_interval}, warm-up {cfg.warmup_iters}), ending "
-            f"about {end}")
+    return cfg, left
+
+
+def replan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
+    """After each evaluation of a planned run: the plan again, from the average step time so
+    far (the first few steps can be faster or slower than the rest); None when it holds."""
+    p = run.progress
+    if run.budget.measure > 0 or p.it == 0 or p.train_time <= 0:
+        return None
+    per_iter = p.train_time / p.it
+    cfg, _ = budget_iterations(run, per_iter, time.perf_counter(), bar)
+    if abs(cfg.max_iters - run.cfg.max_iters) <= max(2, 0.02 * run.cfg.max_iters):
+        bar.total = run.cfg.max_iters
+        return None
+    run.log(f"time budget: steps took {per_iter:.2f} s on average; training for "
+            f"{cfg.max_iters:,} iterations instead of {run.cfg.max_iters:,}")
     return cfg
 
 

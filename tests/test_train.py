@@ -482,6 +482,10 @@ def test_time_budget_plans_the_iterations(tiny_data, tmp_path, capsys):
     assert plan, printed
     planned = int(plan[3].replace(",", ""))
     per_iter, per_eval = float(plan[1]), float(plan[2])
+    # After each evaluation the plan is made again from the average step time so far.
+    for again in re.finditer(r"steps took ([\d.]+) s on average; training for ([\d,]+) "
+                             r"iterations instead of", printed):
+        per_iter, planned = float(again[1]), int(again[2].replace(",", ""))
     # What was planned fills the budget with steps and evaluations, and no more.
     assert 6 <= planned < 100000
     assert planned * per_iter + (planned / 25) * per_eval <= 6 * 1.5
