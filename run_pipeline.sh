@@ -242,6 +242,16 @@ if [ "$quick" = 1 ]; then vocab_size="$quick_vocab"; else vocab_size=""; fi
 # model size the budget affords (docs/TIME_BUDGET.md).
 auto_preset=0
 if [ -n "$time_budget" ] && [ -z "$user_preset" ] && [ "$user_quick" = 0 ]; then auto_preset=1; fi
+# ... and a corpus too small for the full vocabulary gets the quick one: a model that fits a
+# short time memorises a small corpus's rare tokens.
+if [ "$auto_preset" = 1 ] && [ "$quick" = 0 ] && [ -f data/processed/train.txt ]; then
+    read -r corpus_chars small_corpus <<<"$("$PY" -c 'import config
+print(len(open("data/processed/train.txt", encoding="utf-8").read()), config.BUDGET_SMALL_CORPUS_CHARS)')"
+    if [ "$corpus_chars" -lt "$small_corpus" ]; then
+        vocab_size="$quick_vocab"
+        echo "time budget: train.txt holds $corpus_chars characters (under $small_corpus), so the tokenizer gets the quick vocabulary of $quick_vocab tokens (docs/TIME_BUDGET.md)"
+    fi
+fi
 preset_args=(--preset "$preset")
 if [ "$auto_preset" = 1 ]; then preset_args=(); fi
 

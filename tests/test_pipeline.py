@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -225,6 +226,24 @@ def test_ctrl_c_under_force_says_how_to_really_continue(repo):
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from models/last.pt" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_time_budget_without_preset_lets_training_choose(repo):
+    """--time-budget is for the whole pipeline: training gets what is left after a reserve
+    for stages 4-6, and without --preset 03_train.py chooses the model size."""
+    run = pipeline(repo, "--time-budget", "1.2", "--only-stage", "3", "--force", "--",
+                   "--block-size", "32", "--batch-size", "4", "--eval-iters", "2")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    split = re.search(r"time budget 1.2 min for the whole pipeline: \d+ s spent so far, "
+                      r"1.0 min kept for stages 4-6, ([\d.]+) min for training", run.stdout)
+    assert split, run.stdout[-3000:]
+    train_minutes = float(split[1])
+    assert 0.1 <= train_minutes <= 0.2
+    assert f"03_train.py --device auto --time-budget {split[1]} " in run.stdout  # no --preset
+    assert re.search(rf"time budget {train_minutes:g} min: preset tiny \(", run.stdout)
+    assert torch.load(repo / "models/last.pt", weights_only=True)["train_config"]["preset"] \
+        == "tiny"
 
 
 def test_checklist_stage_without_checkpoint_fails_clearly(tmp_path):
