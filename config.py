@@ -423,6 +423,11 @@ TOKENS_PER_PARAM = 20
 BUDGET_SMALL_CORPUS_CHARS = 5_000_000
 # With an explicit --preset, fewer tokens than this per parameter gets a warning.
 MIN_TOKENS_PER_PARAM = 1.0
+# A --time-budget run reads train.bin at most this many times, however long the budget: on
+# the bundled corpus (340k tokens) val stopped improving after about 27 passes (20-minute run,
+# docs/TIME_BUDGET.md), and repeated text loses its value within tens of passes (Muennighoff
+# et al. 2023). The time left over is not spent.
+BUDGET_MAX_PASSES = 30
 # At most this share of the budget goes to evaluations (the plan spaces them out).
 BUDGET_EVAL_SHARE = 0.10
 # A bigger model keeps the hardware busier (on a GPU a tiny one leaves most of it idle): a

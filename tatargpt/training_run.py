@@ -792,19 +792,27 @@ def plan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
         return None
     clock.measure = 0
     per_iter = (now - clock.warm_time) / timed
-    cfg, left = budget_iterations(run, per_iter, now, bar)
+    cfg, left, data_bound = budget_iterations(run, per_iter, now, bar)
+    if data_bound:
+        left = (cfg.max_iters - run.progress.it) * per_iter
     end = time.strftime("%H:%M", time.localtime(time.time() + max(0.0, left)))
     run.log(f"time budget {cfg.time_budget:g} min: {per_iter:.2f} s per iteration and "
             f"{run.eval_seconds:.1f} s per evaluation measured; training for "
             f"{cfg.max_iters:,} iterations (evaluation every {cfg.eval_interval}, warm-up "
             f"{cfg.warmup_iters}), ending about {end}")
+    if data_bound:
+        run.log(f"time budget: that is {config.BUDGET_MAX_PASSES} passes over train.bin's "
+                f"{run.meta['train_tokens']:,} tokens, where a small corpus stops teaching "
+                f"more; the run ends early. More text would help more than more time "
+                f"(docs/TIME_BUDGET.md)")
     return cfg
 
 
 def budget_iterations(run: Run, per_iter: float, now: float,
-                      bar: tqdm) -> tuple[config.TrainConfig, float]:
+                      bar: tqdm) -> tuple[config.TrainConfig, float, bool]:
     """The settings whose max_iters (and evaluation interval) fill what is left of the budget
-    at `now`, at `per_iter` seconds a step; and the seconds left."""
+    at `now`, at `per_iter` seconds a step, but read train.bin at most BUDGET_MAX_PASSES
+    times; the seconds left; and whether that limit of the data, not the time, decided."""
     cfg, p = run.cfg, run.progress
     budget_s = cfg.time_budget * 60
     per_eval = run.eval_seconds  # the last evaluation and its save
@@ -813,14 +821,16 @@ def budget_iterations(run: Run, per_iter: float, now: float,
     # take more at the preset's interval (a slow one on a big val split).
     n, interval = budget.space_evaluations(left, per_iter, per_eval, budget_s, cfg.eval_interval)
     interval = run.dist.max(interval)
-    cap = run.budget.cap
-    planned = run.dist.min(p.it + n if cap is None else min(p.it + n, cap))
+    passes = math.ceil(config.BUDGET_MAX_PASSES * run.meta["train_tokens"] / run.tokens_per_iter)
+    planned = min(p.it + n, passes, run.budget.cap or passes)
+    data_bound = planned == passes < p.it + n
+    planned = run.dist.min(planned)
     cfg = replace(cfg, max_iters=max(planned, p.it), eval_interval=interval,
                   warmup_iters=min(cfg.warmup_iters, planned // 5) if p.it < cfg.warmup_iters
                   else cfg.warmup_iters)
     bar.total = cfg.max_iters
     bar.refresh()
-    return cfg, left
+    return cfg, left, data_bound
 
 
 def replan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
@@ -830,7 +840,7 @@ def replan_time_budget(run: Run, bar: tqdm) -> config.TrainConfig | None:
     if run.budget.measure > 0 or p.it == 0 or p.train_time <= 0:
         return None
     per_iter = p.train_time / p.it
-    cfg, _ = budget_iterations(run, per_iter, time.perf_counter(), bar)
+    cfg, _, _ = budget_iterations(run, per_iter, time.perf_counter(), bar)
     if abs(cfg.max_iters - run.cfg.max_iters) <= max(2, 0.02 * run.cfg.max_iters):
         bar.total = run.cfg.max_iters
         return None

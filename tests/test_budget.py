@@ -4,6 +4,8 @@ fast this machine is."""
 
 from __future__ import annotations
 
+import json
+import math
 import re
 
 import pytest
@@ -127,3 +129,28 @@ def test_an_explicit_preset_too_big_for_the_budget_is_named(tiny_data, tmp_path,
     assert warned[1] == "tiny"
     # It warns, and trains what was asked for.
     assert torch.load(out / "last.pt", weights_only=True)["train_config"]["preset"] == "small"
+
+
+def test_a_small_corpus_caps_the_plan_at_its_passes(tmp_path, capsys):
+    """However long the budget, a run reads train.bin at most BUDGET_MAX_PASSES times: 150
+    sentences are read 30 times in well under the 2 minutes given (the run ends there)."""
+    from conftest import ROOT, load_script
+    text = tmp_path / "mine.txt"
+    lines = (ROOT / "data/sample/daily_life.txt").read_text(encoding="utf-8").splitlines()
+    text.write_text("\n".join(lines[:150]) + "\n", encoding="utf-8")
+    data, tok, out = tmp_path / "data", tmp_path / "tokenizer", tmp_path / "models"
+    assert load_script("01_prepare_data.py").main(
+        ["--text-file", str(text), "--data-dir", str(data)]) == 0
+    assert load_script("02_train_tokenizer.py").main(
+        ["--data-dir", str(data), "--tokenizer-dir", str(tok), "--vocab-size", "512"]) == 0
+    assert train_mod.main([
+        "--data-dir", str(data), "--tokenizer-dir", str(tok), "--out-dir", str(out),
+        "--preset", "tiny", "--time-budget", "2", "--block-size", "32", "--batch-size", "4",
+        "--eval-iters", "2", "--eval-interval", "50", "--patience", "0", "--device", "cpu",
+        "--dtype", "float32"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{config.BUDGET_MAX_PASSES} passes over train.bin" in printed, printed
+    train_tokens = json.loads((data / "processed/meta.json").read_text())["train_tokens"]
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    assert ckpt["iter"] == math.ceil(config.BUDGET_MAX_PASSES * train_tokens / (4 * 32))
+    assert ckpt["finished"] and ckpt["train_config"]["max_iters"] == ckpt["iter"]
