@@ -230,7 +230,11 @@ fi
 if [ "$fell_back" = 1 ] && [ "$quick" = 0 ]; then
     echo
     echo "The Leipzig corpus could not be downloaded, so this run uses the bundled sample"
-    echo "corpus with the quick settings (preset $quick_preset). For the full course run, download the"
+    if [ -n "$time_budget" ] && [ -z "$user_preset" ]; then
+        echo "corpus with the quick vocabulary (the model size: chosen for --time-budget). For the full course run, download the"
+    else
+        echo "corpus with the quick settings (preset $quick_preset). For the full course run, download the"
+    fi
     echo "archive (see docs/TROUBLESHOOTING.md) and run: bash run_pipeline.sh --force"
     quick=1
 fi
