@@ -126,9 +126,15 @@ def gates(sentences: list[str], part: bool = False) -> list[Gate]:
     result.append(Gate("sentences with ә ө ү җ ң һ", w_share >= 0.85, f"{w_share:.1%}",
                        "≥ 85 %", []))
 
+    # Real Tatar text writes some names, units and abbreviations in Latin letters (IT, Wi-Fi,
+    # km/h): a few sentences may, but no sentence may be mostly Latin.
     latin = [s for s in sentences if LATIN.search(s)]
-    result.append(Gate("sentences with Latin letters", not latin, str(len(latin)), "0",
-                       latin[:5]))
+    l_share = len(latin) / max(1, n)
+    result.append(Gate("sentences with Latin letters", l_share <= 0.01,
+                       f"{l_share:.2%} ({len(latin)})", "≤ 1 %", latin[:5]))
+    mostly = [s for s in latin if len(LATIN.findall(s)) * 4 > sum(c.isalpha() for c in s)]
+    result.append(Gate("sentences a quarter Latin or more", not mostly, str(len(mostly)), "0",
+                       mostly[:5]))
     russian = [s for s in sentences if tatar_text.looks_russian(s)]
     result.append(Gate("Russian-looking sentences", len(russian) <= n * 0.002,
                        str(len(russian)), "≤ 0.2 %", russian[:5]))

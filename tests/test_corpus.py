@@ -30,7 +30,8 @@ def corpus_gates() -> dict[str, check.Gate]:
 GATE_NAMES = ["sentences", "size", "distinct sentences", "most common 3-word opening",
               "template pairs (5+ words, one word apart)", "vowel harmony of suffixes",
               *(f"letter {c}" for c in "әөүҗңһ"), "sentences with ә ө ү җ ң һ",
-              "sentences with Latin letters", "Russian-looking sentences",
+              "sentences with Latin letters", "sentences a quarter Latin or more",
+              "Russian-looking sentences",
               "sentences of 25+ words", "questions"]
 
 
@@ -54,8 +55,16 @@ def test_the_gates_catch_russian_latin_templates_and_openings():
     russian = ["Сегодня мы пошли в кино, и фильм был очень хороший."] * 1 + [
         f"Он сказал, что в {n} году это было не так." for n in range(1990, 2010)]
     assert not gates(base + russian)["Russian-looking sentences"].ok
-    assert not gates(base + ["Бу сүз latin хәрефләр белән язылган."])[
+    # A few Latin names and abbreviations pass; more than 1 % of the lines does not, and
+    # neither does one mostly Latin line.
+    base = [s for s in base if not check.LATIN.search(s)]  # the corpus has a few already
+    abbreviations = [f"{s} USB" for s in base[:15]]
+    assert gates(base + abbreviations)["sentences with Latin letters"].ok
+    assert not gates(base + [f"{s} Wi-Fi" for s in base[:40]])[
         "sentences with Latin letters"].ok
+    assert gates(base + abbreviations)["sentences a quarter Latin or more"].ok
+    assert not gates(base + ["Бу this sentence is written in latin letters."])[
+        "sentences a quarter Latin or more"].ok
     nouns = ["алма", "груша", "кишер", "бәрәңге", "кабак", "чия", "карлыган", "кәбестә"] * 10
     templated = [f"Безнең бакчада быел бик күп {n} {i} үсте." for i, n in enumerate(nouns)]
     assert not gates(base + templated)["template pairs (5+ words, one word apart)"].ok
@@ -134,3 +143,15 @@ def test_the_fine_tuning_answers_pass_the_same_gates():
     for name, n in counts.items():
         assert f"| `{name}` | {n} |" in readme, name
     assert f"{sum(counts.values()):,} conversations" in readme
+
+
+def test_the_sweep_table_bolds_the_better_model_of_each_pair():
+    """docs/QUICK_RUN.md (scripts/sweep_quick.py): the winner of each GPT | n-gram pair is
+    the bold one: lower bits per character, higher harmony accuracy."""
+    sweep = load_script("scripts/sweep_quick.py")
+    assert sweep.pair(2.301, 2.275, ".3f", lower=True) == "2.301 | **2.275**"
+    assert sweep.pair(1.884, 1.895, ".3f", lower=True) == "**1.884** | 1.895"
+    assert sweep.pair(0.988, 0.983, ".1%") == "**98.8%** | 98.3%"
+    assert sweep.pair(0.9, 1.0, ".1%") == "90.0% | **100.0%**"
+    assert sweep.pair(1.0, 1.0, ".1%") == "100.0% | 100.0%"
+    assert sweep.main(["--sample-dir", "/no/such/folder"]) == 2
