@@ -56,11 +56,14 @@ class Batches:
     With `bos_id`, every window starts at a sentence's <bos> (and runs on into the sentences
     after it): the model is then trained the way it is used — a prompt, or a sentence that is
     scored, begins with <bos> at position 0 — instead of mostly from the middle of a word.
+    With `shuffle` too, the sentences after the first are drawn at random as well: neighbours
+    in a corpus are related (a story's next line; Leipzig's sorted lines), and a model that
+    learns to lean on them predicts a sentence on its own worse.
     np.memmap pages in only the windows that are read, so a file larger than memory works.
     """
 
     def __init__(self, path: Path, block_size: int, batch_size: int, device: torch.device,
-                 seed: int, bos_id: int | None = None):
+                 seed: int, bos_id: int | None = None, shuffle: bool = False):
         self.data = np.memmap(path, dtype=np.uint16, mode="r")
         if len(self.data) < block_size + 2:
             raise utils.UserError(
@@ -70,9 +73,13 @@ class Batches:
         self.block_size, self.batch_size, self.device = block_size, batch_size, device
         self.rng = np.random.default_rng(seed)
         self.starts = None  # the <bos> positions with a whole window after them
+        self.sentences = None  # with shuffle: where each sentence begins, and the file's end
         if bos_id is not None:
-            starts = np.flatnonzero(self.data[: len(self.data) - block_size - 1] == bos_id)
+            bos = np.flatnonzero(self.data == bos_id)
+            starts = bos[bos < len(self.data) - block_size - 1]
             self.starts = starts if len(starts) else None
+            if shuffle and len(bos):
+                self.sentences = np.append(bos, len(self.data))
 
     def random_starts(self, rng: np.random.Generator, n: int) -> np.ndarray:
         if self.starts is not None:
@@ -80,11 +87,30 @@ class Batches:
         return rng.integers(0, len(self.data) - self.block_size - 1, size=n)
 
     def next(self, rng: np.random.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.windows(self.random_starts(rng or self.rng, self.batch_size))
+        rng = rng or self.rng
+        if self.sentences is not None:
+            return self.to_device(np.stack([self.shuffled_window(rng)
+                                            for _ in range(self.batch_size)]))
+        return self.windows(self.random_starts(rng, self.batch_size))
+
+    def shuffled_window(self, rng: np.random.Generator) -> np.ndarray:
+        """block_size + 1 tokens: whole sentences (<bos> … <eos>) drawn at random, one after
+        another; the last one is cut where the window ends."""
+        need, parts = self.block_size + 1, []
+        while need > 0:
+            for i in rng.integers(0, len(self.sentences) - 1, size=8):
+                part = self.data[self.sentences[i] : self.sentences[i + 1]][:need]
+                parts.append(part)
+                need -= len(part)
+                if need == 0:
+                    break
+        return np.concatenate(parts)
 
     def windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y) of the windows of block_size + 1 tokens that begin at `starts`."""
-        windows = np.stack([self.data[s : s + self.block_size + 1] for s in starts])
+        return self.to_device(np.stack([self.data[s : s + self.block_size + 1] for s in starts]))
+
+    def to_device(self, windows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         windows = torch.from_numpy(windows.astype(np.int64))  # (B, T+1)
         x, y = windows[:, :-1].contiguous(), windows[:, 1:].contiguous()
         if self.device.type == "cuda":  # pinned memory lets the copy overlap with compute
@@ -206,7 +232,8 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.D
     processed = Path(cfg.data_dir) / "processed"
     bos = meta.get("bos_id", config.BOS_ID) if cfg.sentence_starts else None
     train_batches = Batches(processed / "train.bin", model_cfg.block_size, cfg.batch_size,
-                            device, seed=cfg.seed + dist.rank, bos_id=bos)  # own windows per rank
+                            device, seed=cfg.seed + dist.rank, bos_id=bos,  # own windows per rank
+                            shuffle=cfg.shuffle_sentences)
     val_batches = Batches(processed / "val.bin", model_cfg.block_size, cfg.batch_size,
                           device, seed=cfg.seed, bos_id=bos)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32

@@ -348,6 +348,7 @@ class TrainConfig:
     compile: bool = False
     gradient_checkpointing: bool = False
     sentence_starts: bool = True  # training windows begin at a sentence's <bos>
+    shuffle_sentences: bool = True  # a training window's sentences are drawn at random
     resume: bool = False
     overwrite: bool = False
     time_budget: float = 0.0  # minutes; 0 = train for max_iters
@@ -385,6 +386,10 @@ TRAIN_HELP = {
     "gradient_checkpointing": "recompute activations in backward to save memory",
     "sentence_starts": "start every training and evaluation window at a sentence's <bos>, as "
                        "the model is used (--no-sentence-starts: at any token)",
+    "shuffle_sentences": "fill each training window with whole sentences drawn at random, not "
+                         "with the sentences that follow the first one in train.bin: the model "
+                         "learns sentences, not the corpus's order (with --sentence-starts; "
+                         "--no-shuffle-sentences: in corpus order)",
     "resume": "continue from OUT_DIR/last.pt (flags not given keep the checkpoint's values)",
     "overwrite": "train afresh into an OUT_DIR that holds a model; the old files are replaced "
                  "only once the new run has passed its first evaluation",

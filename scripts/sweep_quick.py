@@ -54,6 +54,9 @@ RUNS = {
     "weight decay 0.3": (3072, [], ["--weight-decay", "0.3"]),
     "no dropout": (3072, [], ["--dropout", "0"]),
     "windows at any token": (3072, [], ["--no-sentence-starts"]),
+    "sentences in corpus order": (3072, [], ["--no-shuffle-sentences"]),
+    "context 128": (3072, [], ["--block-size", "128", "--batch-size", "32"]),
+    "context 64": (3072, [], ["--block-size", "64", "--batch-size", "64"]),
     "4 layers": (3072, [], ["--n-layer", "4"]),
     "600 iterations": (3072, [], ["--max-iters", "600"]),
     "a 3.75-minute budget": (3072, [], ["--time-budget", "3.75"]),
@@ -99,7 +102,8 @@ def one_run(name: str, vocab: int, tok_flags: list[str], flags: list[str], work:
             "ngram_bpc": ev["ngram"]["bpc"], "gpt_harmony": ev["gpt"]["harmony_accuracy"],
             "ngram_harmony": ev["ngram"]["harmony_accuracy"],
             "tokens_per_word": ev["tokenizer"]["tokens_per_word"],
-            "eval_files": ev["eval_files"]}
+            "eval_files": ev["eval_files"],
+            "train_chars": len((data / "processed" / "train.txt").read_text(encoding="utf-8"))}
 
 
 def train_settings(preset: str) -> str:
@@ -107,6 +111,14 @@ def train_settings(preset: str) -> str:
 
     return " ".join(f"--{k.replace('_', '-')} {v}"
                     for k, v in config.TRAIN_PRESETS.get(preset, {}).items())
+
+
+def pair(gpt: float, ngram: float, fmt: str, lower: bool = False) -> str:
+    """Two table cells, GPT | n-gram, the better one in bold (a tie: neither)."""
+    a, b = format(gpt, fmt), format(ngram, fmt)
+    if a != b and (gpt < ngram) == lower:
+        return f"**{a}** | {b}"
+    return f"{a} | **{b}**" if a != b else f"{a} | {b}"
 
 
 def render(results: list[dict], args: argparse.Namespace) -> str:
@@ -120,24 +132,28 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
                     if line.startswith("model name")), cpu)
     names = [Path(f["path"]).name for f in results[0]["eval_files"]] if results else []
     own_head = "".join(f"| {n}: GPT | 6-gram | pairs GPT | 6-gram " for n in names)
-    rows = ["| run | vocabulary | flags (02 and 03) on top of the preset | parameters | iterations (best) "
-            "| training s | val bits/char: GPT | 6-gram | harmony pairs: GPT | 6-gram "
-            + own_head + "|",
-            "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * 4 * len(names)]
+    rows = ["| run | train.txt characters | vocabulary | flags (02 and 03) on top of the preset "
+            "| parameters | iterations (best) | training s | val bits/char: GPT | 6-gram "
+            "| harmony pairs: GPT | 6-gram " + own_head + "|",
+            "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * 4 * len(names)]
     for r in results:
-        own = "".join(f"| **{f['gpt']['bpc']:.3f}** | {f['ngram']['bpc']:.3f} "
-                      f"| {f['gpt']['harmony_accuracy']:.1%} "
-                      f"| {f['ngram']['harmony_accuracy']:.1%} " for f in r["eval_files"])
-        rows.append(f"| {r['name']} | {r['vocab']:,} | `{' '.join(r['flags']) or '—'}` "
+        own = "".join(f"| {pair(f['gpt']['bpc'], f['ngram']['bpc'], '.3f', lower=True)} "
+                      f"| {pair(f['gpt']['harmony_accuracy'], f['ngram']['harmony_accuracy'], '.1%')} "
+                      for f in r["eval_files"])
+        rows.append(f"| {r['name']} | {r['train_chars']:,} | {r['vocab']:,} "
+                    f"| `{' '.join(r['flags']) or '—'}` "
                     f"| {r['params']:,} | {r['iters']:,} ({r['best_iter']:,}) "
-                    f"| {r['seconds']:.0f} | **{r['gpt_bpc']:.3f}** | {r['ngram_bpc']:.3f} "
-                    f"| {r['gpt_harmony']:.1%} | {r['ngram_harmony']:.1%} {own}|")
+                    f"| {r['seconds']:.0f} | {pair(r['gpt_bpc'], r['ngram_bpc'], '.3f', lower=True)} "
+                    f"| {pair(r['gpt_harmony'], r['ngram_harmony'], '.1%')} {own}|")
     sizes = [f"`{Path(f['path']).name}`: {f['sentences']:,} sentences, {f['chars']:,} "
              f"characters, {f['pairs']:,} harmony pairs" for f in
              (results[0]["eval_files"] if results else [])]
     chosen = [] if args.runs == ",".join(RUNS) else ["--runs", args.runs]
     own = [a for f in args.eval_file for a in ("--eval-file", f"NATURAL_DIR/{f.name}")]
-    command = shlex.join(["python", "scripts/sweep_quick.py", *chosen, *own, "--out", args.out])
+    default_dir = Path(args.sample_dir).resolve() == (ROOT / "data" / "sample").resolve()
+    corpus = [] if default_dir else ["--sample-dir", str(args.sample_dir)]
+    command = shlex.join(["python", "scripts/sweep_quick.py", *chosen, *corpus, *own, "--out",
+                          args.out])
     return "\n".join([
         "# The quick settings, chosen by measurement",
         "",
@@ -175,6 +191,9 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
 class Options:
     runs: str = option(",".join(RUNS), f"comma-separated runs: {', '.join(RUNS)}")
     preset: str = option("tiny", "the model preset of every run")
+    sample_dir: Path = option(ROOT / "data" / "sample", "the corpus to prepare (01_prepare_data.py "
+                              "--sample-dir), e.g. an older data/sample", "DIR",
+                              shown="data/sample")
     out: str = option("docs/QUICK_RUN.md", "the Markdown table to write")
     eval_file: list[Path] = option([], "natural Tatar to score every run on (04_evaluate.py "
                                        "--eval-file); repeatable", "PATH")
@@ -190,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown run(s) {', '.join(unknown)}; choose from {', '.join(RUNS)}",
               file=sys.stderr)
         return 2
+    if not Path(args.sample_dir).is_dir():
+        print(f"error: no such --sample-dir: {args.sample_dir}", file=sys.stderr)
+        return 2
     missing = [str(f) for f in args.eval_file if not f.is_file()]
     if missing:
         print(f"error: no such --eval-file: {', '.join(missing)}", file=sys.stderr)
@@ -198,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        run([sys.executable, "01_prepare_data.py", "--source", "sample", "--data-dir",
-             str(work / "data")], work / "prepare.log")
+        run([sys.executable, "01_prepare_data.py", "--source", "sample", "--sample-dir",
+             str(args.sample_dir), "--data-dir", str(work / "data")], work / "prepare.log")
         results = []
         for name in names:
             vocab, tok_flags, flags = RUNS[name]

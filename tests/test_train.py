@@ -865,3 +865,34 @@ def test_summary_prints_the_best_checkpoints_figures(tiny_data, trained_out, tmp
     assert "eval.json is damaged" in out  # the fixture's eval.json is "{}"
     assert train_mod.main(["--summary", "--out-dir", str(tmp_path / "none")]) == 2
     assert "no readable checkpoint" in capsys.readouterr().err
+
+
+def test_shuffled_windows_hold_whole_sentences_in_a_random_order(tmp_path):
+    """--shuffle-sentences (the default): a training window is whole sentences, <bos> … <eos>,
+    drawn at random, not the sentences that follow the first one in train.bin; the last one is
+    cut where the window ends. --no-shuffle-sentences reads train.bin in its own order."""
+    bos, eos = config.BOS_ID, config.EOS_ID
+    sentences = [[bos, *range(10 + 7 * i, 10 + 7 * i + 2 + i % 4), eos] for i in range(60)]
+    path = tmp_path / "train.bin"
+    np.concatenate(sentences).astype(np.uint16).tofile(path)
+    known = {tuple(s) for s in sentences}
+    T, cpu = 24, torch.device("cpu")
+    shuffled = train_mod.Batches(path, T, 16, cpu, seed=0, bos_id=bos, shuffle=True)
+    x, y = shuffled.next()
+    assert x.shape == y.shape == (16, T) and torch.equal(x[:, 1:], y[:, :-1])
+    in_order = 0
+    for row in torch.cat([x, y[:, -1:]], dim=1).tolist():
+        starts = [i for i, t in enumerate(row) if t == bos] + [len(row)]
+        assert starts[0] == 0
+        parts = [tuple(row[a:b]) for a, b in zip(starts, starts[1:])]
+        assert all(p in known for p in parts[:-1])  # whole sentences …
+        assert any(s[:len(parts[-1])] == parts[-1] for s in known)  # … and a cut last one
+        firsts = [sentences.index(list(p)) for p in parts[:-1]]
+        in_order += all(b == a + 1 for a, b in zip(firsts, firsts[1:]))
+    assert in_order < 4  # in corpus order only by chance
+    plain = train_mod.Batches(path, T, 16, cpu, seed=0, bos_id=bos)
+    x, _ = plain.next()
+    data = np.fromfile(path, dtype=np.uint16)
+    for row in x.tolist():  # a slice of train.bin as it is
+        start = next(i for i in plain.starts if list(data[i:i + T]) == row)
+        assert data[start] == bos
