@@ -14,6 +14,7 @@ import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -884,11 +885,11 @@ def test_shuffled_windows_hold_whole_sentences_in_a_random_order(tmp_path):
     for row in torch.cat([x, y[:, -1:]], dim=1).tolist():
         starts = [i for i, t in enumerate(row) if t == bos] + [len(row)]
         assert starts[0] == 0
-        parts = [tuple(row[a:b]) for a, b in zip(starts, starts[1:])]
+        parts = [tuple(row[a:b]) for a, b in pairwise(starts)]
         assert all(p in known for p in parts[:-1])  # whole sentences …
         assert any(s[:len(parts[-1])] == parts[-1] for s in known)  # … and a cut last one
         firsts = [sentences.index(list(p)) for p in parts[:-1]]
-        in_order += all(b == a + 1 for a, b in zip(firsts, firsts[1:]))
+        in_order += all(b == a + 1 for a, b in pairwise(firsts))
     assert in_order < 4  # in corpus order only by chance
     plain = train_mod.Batches(path, T, 16, cpu, seed=0, bos_id=bos)
     x, _ = plain.next()
