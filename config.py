@@ -208,7 +208,7 @@ class ModelConfig:
 
 PRESETS: dict[str, ModelConfig] = {
     # The quick run on a CPU (run_pipeline.sh --quick) and the tests; see docs/QUICK_RUN.md.
-    # No dropout: on the bundled corpus the quick run reads train.bin about 4 times, too few to
+    # No dropout: on the bundled corpus the quick run reads train.bin about 6 times, too few to
     # overfit, and dropout 0.1 cost 0.02–0.05 bits per character on natural Tatar.
     "tiny": ModelConfig(n_layer=3, n_head=4, n_embd=128, ffn_hidden=512, dropout=0.0),
     # The reference Tatar-GPT: ≈23.1M parameters.
