@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from tatargpt import cli  # noqa: E402
 from tatargpt.cli import option  # noqa: E402
+from tatargpt.corpus_sources import DEFAULT_SAMPLE_DIR  # noqa: E402
 
 # name: (vocabulary size, 02_train_tokenizer.py flags, 03_train.py flags on top of the quick
 # preset's settings). The first is the quick run itself; each other changes one or two things.
@@ -118,9 +119,9 @@ def train_settings(preset: str) -> str:
 def pair(gpt: float, ngram: float, fmt: str, lower: bool = False) -> str:
     """Two table cells, GPT | n-gram, the better one in bold (a tie: neither)."""
     a, b = format(gpt, fmt), format(ngram, fmt)
-    if a != b and (gpt < ngram) == lower:
-        return f"**{a}** | {b}"
-    return f"{a} | **{b}**" if a != b else f"{a} | {b}"
+    if a == b:
+        return f"{a} | {b}"
+    return f"**{a}** | {b}" if (gpt < ngram) == lower else f"{a} | **{b}**"
 
 
 def render(results: list[dict], args: argparse.Namespace) -> str:
@@ -152,7 +153,7 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
              (results[0]["eval_files"] if results else [])]
     chosen = [] if args.runs == ",".join(RUNS) else ["--runs", args.runs]
     own = [a for f in args.eval_file for a in ("--eval-file", f"NATURAL_DIR/{f.name}")]
-    default_dir = Path(args.sample_dir).resolve() == (ROOT / "data" / "sample").resolve()
+    default_dir = Path(args.sample_dir).resolve() == DEFAULT_SAMPLE_DIR.resolve()
     corpus = [] if default_dir else ["--sample-dir", str(args.sample_dir)]
     command = shlex.join(["python", "scripts/sweep_quick.py", *chosen, *corpus, *own, "--out",
                           args.out])
@@ -193,7 +194,7 @@ def render(results: list[dict], args: argparse.Namespace) -> str:
 class Options:
     runs: str = option(",".join(RUNS), f"comma-separated runs: {', '.join(RUNS)}")
     preset: str = option("tiny", "the model preset of every run")
-    sample_dir: Path = option(ROOT / "data" / "sample", "the corpus to prepare (01_prepare_data.py "
+    sample_dir: Path = option(DEFAULT_SAMPLE_DIR, "the corpus to prepare (01_prepare_data.py "
                               "--sample-dir), e.g. an older data/sample", "DIR",
                               shown="data/sample")
     out: str = option("docs/QUICK_RUN.md", "the Markdown table to write")
