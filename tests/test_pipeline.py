@@ -54,7 +54,12 @@ def repo_copy(dest: Path) -> Path:
     return dest
 
 
-def pipeline(repo: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def pipeline(repo: Path, *args: str, env: dict | None = None,
+             no_compile: bool = False) -> subprocess.CompletedProcess:
+    """bash run_pipeline.sh ARGS in `repo`. The quick run compiles the model (half a minute the
+    first time): only the test of the default run does; the others train with no_compile."""
+    if no_compile:
+        args = (*args, "--no-compile") if "--" in args else (*args, "--", "--no-compile")
     return subprocess.run(["bash", "run_pipeline.sh", *args], cwd=repo, capture_output=True,
                           text=True, timeout=900, env={**os.environ, **(env or {})})
 
@@ -124,6 +129,8 @@ def test_offline_default_run_then_skip_then_guard(repo):
     out = first.stdout
     assert first.returncode == 0, out[-4000:] + first.stderr[-4000:]
     assert "could not be downloaded" in out and "quick settings" in out
+    # ... and compiles the model (config.QUICK_RUN), or says why it could not.
+    assert "compiling the model with torch.compile" in out
     for name in ARTIFACTS:
         assert (repo / name).is_file(), name
     quick_model_ok(out)
@@ -163,7 +170,7 @@ def text_file_run(repo, tmp_path_factory) -> dict:
     lines = (repo / "data/sample/stories_village.txt").read_text(encoding="utf-8").splitlines()
     text.write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = pipeline(repo, "--quick", "--text-file", str(text), "--force", "--max-iters", "100",
-                   "--finetune-iters", "20")
+                   "--finetune-iters", "20", no_compile=True)
     return {"text": text, "lines": lines, "run": run,
             "stats": json.loads((repo / "data/processed/stats.json").read_text(encoding="utf-8")),
             "last": torch.load(repo / "models/last.pt", weights_only=True)}
@@ -185,7 +192,7 @@ def test_unfinished_training_resumes_on_rerun(repo, text_file_run):
     the text-file run above trained 100 iterations; asked for 110, the rerun goes on."""
     assert text_file_run["run"].returncode == 0
     rerun = pipeline(repo, "--quick", "--text-file", str(text_file_run["text"]), "--max-iters",
-                     "110", "--only-stage", "3")
+                     "110", "--only-stage", "3", no_compile=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming from models/last.pt" in rerun.stdout
     ckpt = torch.load(repo / "models/last.pt", weights_only=True)
@@ -197,7 +204,8 @@ def test_unfinished_training_resumes_on_rerun(repo, text_file_run):
 @pytest.mark.slow
 def test_ctrl_c_under_force_says_how_to_really_continue(repo):
     proc = subprocess.Popen(["bash", "run_pipeline.sh", "--quick", "--force", "--max-iters",
-                             "100000", "--only-stage", "3", "--", "--eval-interval", "5"],
+                             "100000", "--only-stage", "3", "--", "--eval-interval", "5",
+                             "--no-compile"],
                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     log = repo / "models" / "train_log.jsonl"
@@ -222,7 +230,8 @@ def test_ctrl_c_under_force_says_how_to_really_continue(repo):
                  if line.strip().startswith("bash run_pipeline.sh"))
     assert "--force" not in again
     saved = torch.load(repo / "models/last.pt", weights_only=True)["iter"]
-    rerun = subprocess.run(shlex.split(again)[:-3] + ["--max-iters", str(saved + 5)], cwd=repo,
+    rerun = subprocess.run(shlex.split(again)[:-4] + ["--max-iters", str(saved + 5), "--",
+                                                      "--no-compile"], cwd=repo,
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from models/last.pt" in rerun.stdout
