@@ -169,8 +169,10 @@ def corpus_licence(ckpt: dict) -> tuple[str, str]:
     kinds = {s.get("kind") for s in sources}
     names = ", ".join(str(s.get("name")) for s in sources) or "unknown"
     if kinds == {"sample"}:
-        return "cc0-1.0", ("the corpus bundled with the course (15,000 Tatar sentences written "
-                           "for it), released under CC0 1.0")
+        lines = (ckpt.get("data_stats") or {}).get("input_lines")
+        size = f"{lines:,} Tatar sentences" if isinstance(lines, int) else "Tatar sentences"
+        return "cc0-1.0", (f"the corpus bundled with the course ({size} written for it), "
+                           "released under CC0 1.0")
     if kinds <= {"leipzig", "archive"} and kinds:
         return "cc-by-4.0", (f"the Leipzig Corpora Collection ({names}); its corpora are "
                              f"published under CC BY: credit the Leipzig Corpora Collection "

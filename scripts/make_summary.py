@@ -199,9 +199,12 @@ def assessment(ckpt: dict, evaluation: dict | None, log: list[dict],
         improve.append("This checkpoint was trained on a CPU. The full course run (the Leipzig "
                        "corpus, the small preset, 10,000 iterations) needs a GPU: "
                        "`bash run_pipeline.sh` there, then regenerate this file.")
-    sources = {s.get("kind") for s in (ckpt.get("data_stats") or {}).get("sources") or []}
+    stats = ckpt.get("data_stats") or {}
+    sources = {s.get("kind") for s in stats.get("sources") or []}
     if sources == {"sample"}:
-        improve.append("The bundled corpus (15,000 sentences written for the course) is "
+        lines = stats.get("input_lines")
+        size = f"{lines:,} sentences" if isinstance(lines, int) else "sentences"
+        improve.append(f"The bundled corpus ({size} written for the course) is "
                        "small and not written by native speakers at large; the Leipzig corpus "
                        "is about a hundred times larger.")
     return good, improve
