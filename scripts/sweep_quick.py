@@ -47,6 +47,7 @@ RUNS = {
     "quick settings": (4096, [], ["--compile"]),
     "3072 tokens + 1200 iterations": (3072, [], BEFORE),
     "4096 tokens + 1200 iterations": (4096, [], BEFORE),
+    "4096 tokens + compiled + 1200 iterations": (4096, [], ["--compile", *BEFORE]),
     "6144 tokens + compiled + 1200 iterations": (6144, [], ["--compile", *BEFORE]),
     "3072 tokens + batch 8 × 2400 iterations": (3072, [], ["--batch-size", "8", "--max-iters",
                                                            "2400", "--eval-interval", "400"]),
