@@ -277,7 +277,7 @@ fi
 # --- stage 3: training ------------------------------------------------------------------------
 train_args=(${preset_args[@]+"${preset_args[@]}"} --device "$device")
 # The quick run compiles the model (config.QUICK_RUN): after a first compile of about half a
-# minute its steps run ~1.6× as fast on a CPU, and 03_train.py trains without it if compiling
+# minute its steps run 1.2–1.6× as fast on a CPU, and 03_train.py trains without it if compiling
 # fails. Not on MPS (docs/TROUBLESHOOTING.md), and not under --time-budget, which plans from
 # uncompiled timings. `-- --no-compile` turns it off.
 if [ "$quick" = 1 ] && [ "$quick_compile" = 1 ] && [ -z "$time_budget" ] \
