@@ -17,8 +17,9 @@ Writes  models/best_model.pt   the checkpoint with the lowest validation loss
 
 Each step draws random windows of block_size+1 tokens from train.bin (memory-mapped: the
 file is never read whole), accumulates gradients over `grad_accum` micro-batches under
-autocast, clips the gradient norm and takes an AdamW step. The learning rate warms up
-linearly, then follows a cosine down to min_lr.
+autocast, clips the gradient norm and takes an optimizer step: AdamW, or with --optimizer
+muon (the tiny preset's) Muon for the blocks' weight matrices and AdamW for the rest
+(tatargpt/muon.py). The learning rate warms up linearly, then follows a cosine down to min_lr.
 
 Nothing is lost by running a command twice: a fresh run into a folder that holds a model
 is refused (continue it with --resume, or replace it with --overwrite, which keeps the old
@@ -46,6 +47,7 @@ import utils
 from model import GPT
 from tatargpt import devices, fileio, scoring
 from tatargpt import training_run as tr
+from tatargpt.muon import Muon, MuonAdamW
 
 # -- Data: windows of tokens, memory-mapped -------------------------------------------------------
 
@@ -194,11 +196,21 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
 # -- Model and optimizer --------------------------------------------------------------------------
 
 
-def make_optimizer(model: GPT, cfg: config.TrainConfig, device: torch.device):
+def make_optimizer(model: GPT, cfg: config.TrainConfig, device: torch.device,
+                   dtype: torch.dtype = torch.float32):
     """AdamW; the fused kernel on CUDA only (elsewhere it may ignore the fp16 scaler's
-    found-inf signal), the multi-tensor one everywhere else."""
+    found-inf signal), the multi-tensor one everywhere else. With cfg.optimizer "muon", the
+    weight matrices AdamW would decay take Muon steps instead, at the same learning rate;
+    Muon's Newton–Schulz iterations run in bf16 where the run computes in bf16 (a device
+    where bf16 is fast), else in fp32."""
     groups = model.optim_groups(cfg.weight_decay)
     kernel = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    if cfg.optimizer == "muon":
+        decayed, rest = groups[0]["params"], groups[1:]
+        matrices = Muon(decayed, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                        ns_dtype=torch.bfloat16 if dtype == torch.bfloat16 else torch.float32)
+        others = torch.optim.AdamW(rest, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kernel)
+        return MuonAdamW(matrices, others)
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), **kernel)
 
 
@@ -243,7 +255,7 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.D
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     return tr.Run(cfg, model_cfg, dist, device, dtype, dtype_why, model, net,
-               make_optimizer(model, cfg, device), make_scaler(device, dtype), autocast,
+               make_optimizer(model, cfg, device, dtype), make_scaler(device, dtype), autocast,
                train_batches, val_batches, meta, tokenizer.hash, stats, files, log,
                tr.Progress(), started)
 

@@ -39,26 +39,35 @@ from tatargpt.corpus_sources import DEFAULT_SAMPLE_DIR  # noqa: E402
 
 # name: (vocabulary size, 02_train_tokenizer.py flags, 03_train.py flags on top of the quick
 # preset's settings). The first is the quick run itself (run_pipeline.sh --quick compiles the
-# model); each other changes one or two things. BEFORE: the quick settings of the previous
-# release (3,072 tokens, 1,200 iterations, not compiled), on top of which the older runs were
-# measured.
-BEFORE = ["--max-iters", "1200", "--eval-interval", "200"]
+# model); each other changes one or two things. OLD_TINY: the tiny preset before this release
+# (LayerNorm, GELU, AdamW), on top of which every run below the first six was measured.
+# BEFORE: that, with the quick settings of the release before (3,072 tokens, 1,200
+# iterations, not compiled).
+OLD_TINY = ["--norm", "layernorm", "--mlp", "gelu", "--ffn-hidden", "512", "--optimizer", "adamw"]
+BEFORE = [*OLD_TINY, "--max-iters", "1200", "--eval-interval", "200"]
 RUNS = {
     "quick settings": (4096, [], ["--compile"]),
+    "LayerNorm + GELU + AdamW (the quick settings before)": (4096, [], ["--compile", *OLD_TINY]),
+    "LayerNorm + GELU + AdamW + weight decay 0": (4096, [], ["--compile", *OLD_TINY,
+                                                             "--weight-decay", "0"]),
+    "RMSNorm + SwiGLU + AdamW": (4096, [], ["--compile", "--optimizer", "adamw"]),
+    "quick settings + 4 layers": (4096, [], ["--compile", "--n-layer", "4"]),
+    "quick settings + 1800 iterations": (4096, [], ["--compile", "--max-iters", "1800"]),
     "3072 tokens + 1200 iterations": (3072, [], BEFORE),
     "4096 tokens + 1200 iterations": (4096, [], BEFORE),
     "4096 tokens + compiled + 1200 iterations": (4096, [], ["--compile", *BEFORE]),
     "6144 tokens + compiled + 1200 iterations": (6144, [], ["--compile", *BEFORE]),
-    "3072 tokens + batch 8 × 2400 iterations": (3072, [], ["--batch-size", "8", "--max-iters",
-                                                           "2400", "--eval-interval", "400"]),
+    "3072 tokens + batch 8 × 2400 iterations": (3072, [], [*OLD_TINY, "--batch-size", "8",
+                                                           "--max-iters", "2400",
+                                                           "--eval-interval", "400"]),
     "3072 tokens + learning rate 0.006": (3072, [], [*BEFORE, "--lr", "0.006", "--min-lr",
                                                      "0.0006"]),
     "dropout 0.1": (3072, [], [*BEFORE, "--dropout", "0.1"]),
     "dropout 0.1 + sentences in corpus order": (3072, [], [*BEFORE, "--dropout", "0.1",
                                                            "--no-shuffle-sentences"]),
-    "dropout 0.1 + 1800 iterations": (3072, [], ["--dropout", "0.1", "--max-iters", "1800",
-                                                 "--eval-interval", "200"]),
-    "1800 iterations": (3072, [], ["--max-iters", "1800", "--eval-interval", "200"]),
+    "dropout 0.1 + 1800 iterations": (3072, [], [*OLD_TINY, "--dropout", "0.1", "--max-iters",
+                                                 "1800", "--eval-interval", "200"]),
+    "1800 iterations": (3072, [], [*OLD_TINY, "--max-iters", "1800", "--eval-interval", "200"]),
     "sentences in corpus order": (3072, [], [*BEFORE, "--no-shuffle-sentences"]),
     "context 128": (3072, [], [*BEFORE, "--block-size", "128", "--batch-size", "32"]),
     "context 64": (3072, [], [*BEFORE, "--block-size", "64", "--batch-size", "64"]),
@@ -73,8 +82,8 @@ RUNS = {
     "weight decay 0.3": (3072, [], [*BEFORE, "--weight-decay", "0.3"]),
     "windows at any token": (3072, [], [*BEFORE, "--no-sentence-starts"]),
     "4 layers": (3072, [], [*BEFORE, "--n-layer", "4"]),
-    "600 iterations": (3072, [], ["--max-iters", "600", "--eval-interval", "200"]),
-    "a 3.75-minute budget": (3072, [], ["--time-budget", "3.75"]),
+    "600 iterations": (3072, [], [*OLD_TINY, "--max-iters", "600", "--eval-interval", "200"]),
+    "a 3.75-minute budget": (3072, [], [*OLD_TINY, "--time-budget", "3.75"]),
 }
 COMMON = ["--device", "cpu"]
 

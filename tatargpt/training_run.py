@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     # checkpoint), so the help shows the dataclass's default (TrainConfig) or small's (shape).
     hints = typing.get_type_hints(config.TrainConfig)
     for f in fields(config.TrainConfig):
-        kwargs = {"choices": list(config.PRESETS)} if f.name == "preset" else {}
+        kwargs = ({"choices": list(config.PRESETS)} if f.name == "preset" else
+                  {"choices": list(config.OPTIMIZERS)} if f.name == "optimizer" else {})
         if hints[f.name] is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -475,6 +476,10 @@ def resolve_configs(cfg: config.TrainConfig, shape: dict, explicit: set[str],
         if "preset" in explicit and cfg.preset != saved_train.get("preset"):
             conflicts.insert(0, f"--preset {cfg.preset} (the checkpoint is "
                                 f"{saved_train.get('preset')})")
+        saved_optimizer = saved_train.get("optimizer", "adamw")  # (older checkpoints: AdamW)
+        if "optimizer" in explicit and cfg.optimizer != saved_optimizer:
+            conflicts.append(f"--optimizer {cfg.optimizer} (the checkpoint holds the state of "
+                             f"{saved_optimizer})")
         if conflicts:
             raise UserError(
                 f"--resume continues the model saved in {cfg.out_dir}, but "

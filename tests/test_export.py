@@ -22,7 +22,7 @@ export_hf = load_script("export_hf.py")
 
 TEXT = "Казан — Татарстанның башкаласы, анда күп кеше яши."
 SHAPES = {  # each preset's architecture at test size
-    "tiny": {}, "llama": {}, "gpt2": {}, "mistral": {"n_kv_head": 2, "sliding_window": 16},
+    "small": {}, "llama": {}, "gpt2": {}, "mistral": {"n_kv_head": 2, "sliding_window": 16},
 }
 
 
@@ -100,7 +100,8 @@ def test_a_trained_model_exports_with_card_tokenizer_and_generation_config(tiny_
     card = (out / "README.md").read_text(encoding="utf-8")
     assert "license: cc0-1.0" in card and "language: tt" in card
     assert f"| validation loss (nats per token) | {ckpt['best_val_loss']:.4f} |" in card
-    assert f"{ckpt['iter']:,} iterations" in card and "GPTNeoXForCausalLM" in card
+    # (tiny is RMSNorm + SwiGLU: a Llama)
+    assert f"{ckpt['iter']:,} iterations" in card and "LlamaForCausalLM" in card
     assert "n-gram" not in card  # no eval.json for this checkpoint: nothing claimed
 
     tok = transformers.AutoTokenizer.from_pretrained(out)
@@ -148,7 +149,7 @@ def test_our_tools_run_an_exported_folder(tiny_checkpoint, tmp_path):
 
 def test_what_cannot_be_exported_is_refused(tokenizer, tiny_data, tmp_path, capsys):
     ckpt = tmp_path / "odd.pt"
-    lively_checkpoint(ckpt, "tiny", tokenizer, norm="rmsnorm")  # RMSNorm with a GELU MLP
+    lively_checkpoint(ckpt, "small", tokenizer, norm="rmsnorm")  # RMSNorm with a GELU MLP
     assert export_hf.main(["--checkpoint", str(ckpt), "--tokenizer",
                            str(tiny_data.tokenizer_dir), "--out", str(tmp_path / "x")]) == 2
     assert "no transformers architecture computes exactly" in capsys.readouterr().err

@@ -67,9 +67,11 @@ def test_loss_falls_clearly(tiny_data, tmp_path):
     assert ckpt["dtype"] == "float32" and ckpt["device"] == "cpu"
 
 
-def test_same_seed_same_losses_and_resume_is_exact(tiny_data, tmp_path):
+@pytest.mark.parametrize("optimizer", config.OPTIMIZERS)
+def test_same_seed_same_losses_and_resume_is_exact(tiny_data, tmp_path, optimizer):
     straight, straight2, halves = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-    common = ["--eval-interval", "5", "--lr-decay-iters", "12", "--block-size", "64"]
+    common = ["--eval-interval", "5", "--lr-decay-iters", "12", "--block-size", "64",
+              "--optimizer", optimizer]
     assert run_train(tiny_data, straight, "--max-iters", "12", *common) == 0
     assert run_train(tiny_data, straight2, "--max-iters", "12", *common) == 0
     assert run_train(tiny_data, halves, "--max-iters", "6", *common) == 0
@@ -386,6 +388,49 @@ def test_fused_adamw_only_on_cuda():
     assert cuda.defaults["fused"]
 
 
+def test_muon_orthogonalizes_the_update():
+    """Newton–Schulz keeps the singular vectors of the matrix and moves its singular values
+    (here 5–20× apart) close to one, for wide and tall matrices, in fp32 and bf16."""
+    from tatargpt.muon import orthogonalize
+
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((48, 160), (160, 48), (96, 64)):
+        m = torch.randn(*shape, generator=gen) * torch.logspace(-1, 0, shape[1])
+        u, s, vh = torch.linalg.svd(m, full_matrices=False)
+        assert s.max() / s.min() > 5
+        for dtype, tol in ((torch.float32, 1e-4), (torch.bfloat16, 5e-2)):
+            o = orthogonalize(m.to(dtype)).float()
+            assert o.shape == m.shape
+            inner = u.mT @ o @ vh.mT  # diagonal when o has m's singular vectors
+            diag = inner.diagonal()
+            assert (inner - torch.diag(diag)).abs().max() < tol
+            assert diag.min() > 0.6 and diag.max() < 1.2, (shape, dtype, diag)
+
+
+def test_muon_steps_the_block_matrices_and_adamw_the_rest():
+    model = GPT(config.get_preset("tiny", vocab_size=64))
+    cfg = config.get_train_config("tiny", optimizer="muon")
+    opt = train_mod.make_optimizer(model, cfg, torch.device("cpu"), torch.bfloat16)
+    muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    adamw = {id(p) for g in opt.adamw.param_groups for p in g["params"]}
+    blocks = {id(p) for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2}
+    assert muon == blocks and not muon & adamw
+    assert muon | adamw == {id(p) for p in model.parameters()}
+    assert id(model.wte.weight) in adamw and opt.muon.ns_dtype == torch.bfloat16
+    assert train_mod.make_optimizer(model, cfg, torch.device("cpu")).muon.ns_dtype == \
+        torch.float32
+    # The schedule sets the learning rate of every group; one step moves every weight.
+    for g in opt.param_groups:
+        g["lr"] = 1e-2
+    before = [p.detach().clone() for p in model.parameters()]
+    x = torch.randint(0, 64, (2, 16))
+    model(x, x)[1].backward()
+    opt.step()
+    assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    with pytest.raises(ValueError, match="not Muon"):
+        opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
+
+
 def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatch):
     """.item(), float() or bool() of a tensor makes the CPU wait for the GPU: the training loop
     does it per logged step and per evaluation, not per step or per micro-batch."""
@@ -685,6 +730,11 @@ def test_resume_refuses_a_contradicting_model_and_reports_other_changes(tiny_dat
     assert "--preset llama (the checkpoint is tiny)" in err and "--overwrite" in err
     assert run_train(tiny_data, trained_out, "--resume", "--n-layer", "5") == 2
     assert "--n-layer 5 (the checkpoint has 3)" in capsys.readouterr().err
+    saved_opt = torch.load(trained_out / "last.pt", weights_only=True)["train_config"]["optimizer"]
+    other = next(o for o in config.OPTIMIZERS if o != saved_opt)
+    assert run_train(tiny_data, trained_out, "--resume", "--optimizer", other) == 2
+    assert f"--optimizer {other} (the checkpoint holds the state of {saved_opt})" in \
+        capsys.readouterr().err
     assert snapshot(trained_out) == before
     # Flags not given keep the checkpoint's values; flags given are reported.
     saved_lr = torch.load(trained_out / "last.pt", weights_only=True)["train_config"]["lr"]
