@@ -59,11 +59,7 @@ class Muon(torch.optim.Optimizer):
                                      f"{tuple(p.shape)}")
 
     @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+    def step(self) -> None:
         for group in self.param_groups:
             mu, lr = group["momentum"], group["lr"]
             for p in group["params"]:
@@ -78,7 +74,6 @@ class Muon(torch.optim.Optimizer):
                 update = orthogonalize(nesterov, group["ns_steps"]).to(p.dtype)
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update, alpha=-lr * ADAMW_MATCH * max(p.shape) ** 0.5)
-        return loss
 
 
 class MuonAdamW:
@@ -97,11 +92,7 @@ class MuonAdamW:
         # (read afresh: load_state_dict replaces each optimizer's group dicts)
         return self.muon.param_groups + self.adamw.param_groups
 
-    @property
-    def state(self) -> dict:
-        return {**self.muon.state, **self.adamw.state}
-
-    def step(self, closure=None):
+    def step(self) -> None:
         self.muon.step()
         self.adamw.step()
 
