@@ -64,8 +64,10 @@ def test_the_loss_ignores_what_the_user_wrote(tok):
         assert (model(x, y2)[1].item() != loss) == changes
 
 
-@pytest.mark.parametrize("mlp, hidden", [("gelu", 512), ("swiglu", 344)])
-def test_lora_trains_adapters_only_and_merges_exactly(mlp, hidden):
+# rank 8 on this tiny model: 4.99 % of its weights with GELU, 5.31 % with SwiGLU (a third
+# matrix per MLP)
+@pytest.mark.parametrize("mlp, hidden, share", [("gelu", 512, 0.05), ("swiglu", 344, 0.055)])
+def test_lora_trains_adapters_only_and_merges_exactly(mlp, hidden, share):
     torch.manual_seed(0)
     cfg = config.get_preset("tiny", vocab_size=3072, block_size=32, dropout=0.0, mlp=mlp,
                             ffn_hidden=hidden)
@@ -77,9 +79,7 @@ def test_lora_trains_adapters_only_and_merges_exactly(mlp, hidden):
     trainable = lora.trainable_parameters(model)
     # r · (in + out) per adapted layer: c_attn, c_proj; c_fc (and c_gate), c_proj
     assert trainable == cfg.n_layer * 8 * ((c + 3 * c) + (c + c) + (mlps - 1) * (c + h) + (h + c))
-    # rank 8 on this tiny model: 4.99 % of its weights with GELU, 5.31 % with SwiGLU (a third
-    # matrix per MLP)
-    assert trainable <= 0.06 * sum(base[k].numel() for k in base if k != "lm_head.weight")
+    assert trainable <= share * sum(base[k].numel() for k in base if k != "lm_head.weight")
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     x = torch.randint(0, 3072, (2, 32))
     for _ in range(3):
