@@ -31,10 +31,14 @@ ADAMW_MATCH = 0.2
 
 
 def orthogonalize(m: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
-    """About U Vᵀ of m = U S Vᵀ, by `steps` Newton–Schulz iterations (in m's dtype)."""
+    """About U Vᵀ of m = U S Vᵀ, by `steps` Newton–Schulz iterations (in m's dtype).
+
+    m is one matrix (rows, cols) or a stack of them (n, rows, cols), each orthogonalised on
+    its own: a stack takes one batched matmul where single matrices would take n small ones.
+    """
     a, b, c = NS_COEFFICIENTS
-    x = m / (m.norm() + eps)  # every singular value ≤ 1: the iteration converges
-    tall = x.size(0) > x.size(1)
+    x = m / (m.norm(dim=(-2, -1), keepdim=True) + eps)  # every singular value ≤ 1: it converges
+    tall = x.size(-2) > x.size(-1)
     if tall:
         x = x.mT  # A = X Xᵀ is then the smaller of the two Gram matrices
     for _ in range(steps):
@@ -62,18 +66,35 @@ class Muon(torch.optim.Optimizer):
     def step(self) -> None:
         for group in self.param_groups:
             mu, lr = group["momentum"], group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum" not in state:
-                    state["momentum"] = torch.zeros_like(p)
-                buf = state["momentum"]
-                buf.mul_(mu).add_(p.grad)  # B ← μB + g
-                nesterov = p.grad.add(buf, alpha=mu).to(self.ns_dtype)  # g + μB
-                update = orthogonalize(nesterov, group["ns_steps"]).to(p.dtype)
-                p.mul_(1 - lr * group["weight_decay"])
-                p.add_(update, alpha=-lr * ADAMW_MATCH * max(p.shape) ** 0.5)
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            bufs = []
+            for p in params:
+                if "momentum" not in self.state[p]:
+                    self.state[p]["momentum"] = torch.zeros_like(p)
+                bufs.append(self.state[p]["momentum"])
+            torch._foreach_mul_(bufs, mu)  # B ← μB + g
+            torch._foreach_add_(bufs, grads)
+            nesterov = torch._foreach_add(grads, bufs, alpha=mu)  # g + μB
+            # Matrices of one shape (a tall one turned on its side) are orthogonalised as
+            # one stack: a model's blocks repeat the same few shapes.
+            stacks: dict[tuple[int, int], list[int]] = {}
+            for i, p in enumerate(params):
+                stacks.setdefault((min(p.shape), max(p.shape)), []).append(i)
+            for members in stacks.values():
+                wide = [nesterov[i].mT if _tall(params[i]) else nesterov[i] for i in members]
+                ortho = orthogonalize(torch.stack(wide).to(self.ns_dtype), group["ns_steps"])
+                for o, i in zip(ortho, members, strict=True):
+                    p = params[i]
+                    update = (o.mT if _tall(p) else o).to(p.dtype)
+                    p.mul_(1 - lr * group["weight_decay"])
+                    p.add_(update, alpha=-lr * ADAMW_MATCH * max(p.shape) ** 0.5)
+
+
+def _tall(p: torch.Tensor) -> bool:
+    return p.size(0) > p.size(1)
 
 
 class MuonAdamW:

@@ -405,6 +405,11 @@ def test_muon_orthogonalizes_the_update():
             diag = inner.diagonal()
             assert (inner - torch.diag(diag)).abs().max() < tol
             assert diag.min() > 0.6 and diag.max() < 1.2, (shape, dtype, diag)
+    # A stack of matrices (how Muon.step batches the matrices of one shape): each on its own.
+    stack = torch.randn(3, 40, 24, generator=gen) * torch.logspace(-1, 0, 24)
+    batched = orthogonalize(stack)
+    for m, o in zip(stack, batched, strict=True):
+        assert torch.allclose(o, orthogonalize(m), atol=1e-5)
 
 
 def test_muon_steps_the_block_matrices_and_adamw_the_rest():
