@@ -235,17 +235,25 @@ def test_ctrl_c_keeps_the_best_model_so_far(tiny_chat, tmp_path):
            str(tiny_chat.data_dir), "--out", str(out), "--device", "cpu", "--max-iters",
            "100000", "--eval-interval", "100000", "--forget-sentences", "5",
            "--check-prompts", "1"]
+    # Ctrl-C as in a terminal, even where pytest itself was started with SIGINT ignored (a
+    # background job): the child would inherit that, and Python would leave it ignored.
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    log = tmp_path / "chat_log.new.jsonl"
-    deadline = time.monotonic() + 240
-    while ('"eval"' not in (log.read_text() if log.is_file() else "")
-           and proc.poll() is None and time.monotonic() < deadline):
-        time.sleep(0.3)
-    assert proc.poll() is None, proc.communicate()
-    assert not out.exists()  # the run's best waits in chat_model.new.pt until it ends
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=120)
+                            text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        log = tmp_path / "chat_log.new.jsonl"
+        deadline = time.monotonic() + 240
+        while ('"eval"' not in (log.read_text() if log.is_file() else "")
+               and proc.poll() is None and time.monotonic() < deadline):
+            time.sleep(0.3)
+        assert proc.poll() is None, proc.communicate()
+        assert not out.exists()  # the run's best waits in chat_model.new.pt until it ends
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # a failed test leaves no training running behind it
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 130, stderr
     assert "holds the best model so far" in stderr and "--resume" in stderr
     _, ckpt = utils.load_model(out)
