@@ -64,7 +64,7 @@ from model import GPT
 from tatargpt import cli, devices, fileio, training_run
 from tatargpt.cli import option
 
-SECTIONS = ("peak", "train", "loop", "generate", "memory")
+SECTIONS = ("peak", "train", "loop", "optimizer", "generate", "memory")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 CPU = torch.device("cpu")
 
@@ -542,6 +542,29 @@ def run_loop(s: Settings, results: dict) -> list[Row]:
              f"(auto), GradScaler and the device's AdamW, median")]
 
 
+def run_optimizer(s: Settings, results: dict) -> list[Row]:
+    """One optimizer step of the whole model: AdamW, and Muon for the blocks' matrices with
+    AdamW for the rest (--optimizer muon), its Newton–Schulz iterations in each precision."""
+    train = load_train_script()
+    torch.manual_seed(0)
+    model = GPT(s.cfg).to(s.device)
+    for p in model.parameters():
+        p.grad = torch.randn_like(p) * 1e-3
+    steps = {}
+    for name, optimizer, dtype in (("adamw", "adamw", torch.float32),
+                                   ("muon, fp32 Newton–Schulz", "muon", torch.float32),
+                                   ("muon, bf16 Newton–Schulz", "muon", torch.bfloat16)):
+        cfg = config.TrainConfig(optimizer=optimizer)
+        opt = train.make_optimizer(model, cfg, s.device, dtype)
+        times = timed(opt.step, warmup=2, repeats=max(5, s.repeats), device=s.device)
+        steps[name] = statistics.median(times)
+    results["optimizer_step_s"] = steps
+    rows = [(f"optimizer step {name}", 1e3 * sec, "ms", f"{s.preset}, median")
+            for name, sec in steps.items()]
+    return rows + [(f"  {name} / adamw", sec / steps["adamw"], "×", "")
+                   for name, sec in steps.items() if name != "adamw"]
+
+
 def run_generate(s: Settings, results: dict) -> list[Row]:
     torch.manual_seed(0)
     model = GPT(s.cfg).to(s.device).eval()
@@ -616,6 +639,7 @@ def run_memory(s: Settings, results: dict) -> list[Row]:
 
 
 SECTION_RUNNERS = {"peak": run_peak, "train": run_train, "loop": run_loop,
+                   "optimizer": run_optimizer,
                    "generate": run_generate, "memory": run_memory}
 
 

@@ -516,7 +516,7 @@ def test_bench_quick_run_writes_its_figures(tmp_path, capsys):
     import bench
 
     out = tmp_path / "bench.json"
-    assert bench.main(["--quick", "--only", "peak,train,loop,generate", "--repeats", "1",
+    assert bench.main(["--quick", "--only", "peak,train,loop,optimizer,generate", "--repeats", "1",
                        "--new-tokens", "8", "--threads", "1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "generate with KV cache" in printed and "03_train.py train_step" in printed
@@ -533,6 +533,9 @@ def test_bench_quick_run_writes_its_figures(tmp_path, capsys):
     assert results["loop"]["tokens_per_s"] > 0 and results["loop"]["precision"] in (
         "float32", "bfloat16")
     assert results["generate"]["kv_cache"]["tokens_per_s"] > 0
+    steps = results["optimizer_step_s"]
+    assert set(steps) == {"adamw", "muon, fp32 Newton–Schulz", "muon, bf16 Newton–Schulz"}
+    assert all(seconds > 0 for seconds in steps.values())
     assert results["generate"]["weight_bytes"] == 4 * GPT(get_preset("tiny")).num_params()
 
     # The memory child, run in this process: its numbers are RSS peaks, so only sanity here.
