@@ -65,8 +65,10 @@ class Batches:
     """
 
     def __init__(self, path: Path, block_size: int, batch_size: int, device: torch.device,
-                 seed: int, bos_id: int | None = None, shuffle: bool = False):
+                 seed: int, bos_id: int | None = None, shuffle: bool = False,
+                 isolate_at: int | None = None):
         self.data = np.memmap(path, dtype=np.uint16, mode="r")
+        self.isolate_at = isolate_at  # with a token id: each sentence begins at that token
         if len(self.data) < block_size + 2:
             raise utils.UserError(
                 f"{path} holds {len(self.data)} tokens, fewer than one training window of "
@@ -107,6 +109,14 @@ class Batches:
                 if need == 0:
                     break
         return np.concatenate(parts)
+
+    def sentence_ids(self, x: torch.Tensor) -> torch.Tensor | None:
+        """For GPT.forward(sentences=...): the sentence of its window each token of x belongs
+        to (the count of <bos> up to it), so that it attends only to its own sentence; None
+        (attention across the whole window) unless the batches were made with `isolate_at`."""
+        if self.isolate_at is None:
+            return None
+        return (x == self.isolate_at).cumsum(dim=1)
 
     def windows(self, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, y) of the windows of block_size + 1 tokens that begin at `starts`."""
@@ -180,7 +190,7 @@ def evaluate(model: GPT, splits: dict[str, Batches], cfg: config.TrainConfig, au
             starts = windows[name][i : i + cfg.batch_size]
             x, y = batches.windows(starts)
             with autocast:
-                _, loss = model(x, y)
+                _, loss = model(x, y, sentences=batches.sentence_ids(x))
             total += loss.float() * len(starts)
             bar.update(1)
         out[f"{name}_loss"] = total.item() / len(windows[name])
@@ -243,11 +253,12 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.D
         devices.set_seed(cfg.seed + dist.rank)  # but each rank its own dropout masks
     processed = Path(cfg.data_dir) / "processed"
     bos = meta.get("bos_id", config.BOS_ID) if cfg.sentence_starts else None
+    isolate = meta.get("bos_id", config.BOS_ID) if cfg.isolate_sentences else None
     train_batches = Batches(processed / "train.bin", model_cfg.block_size, cfg.batch_size,
                             device, seed=cfg.seed + dist.rank, bos_id=bos,  # own windows per rank
-                            shuffle=cfg.shuffle_sentences)
+                            shuffle=cfg.shuffle_sentences, isolate_at=isolate)
     val_batches = Batches(processed / "val.bin", model_cfg.block_size, cfg.batch_size,
-                          device, seed=cfg.seed, bos_id=bos)
+                          device, seed=cfg.seed, bos_id=bos, isolate_at=isolate)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32
                 else nullcontext())
     net = tr.maybe_compile(model, cfg, train_batches, autocast, log)
@@ -277,7 +288,7 @@ def train_step(run: tr.Run) -> torch.Tensor:
         with nullcontext() if last or not run.dist.enabled else run.net.no_sync():
             x, y = run.train_batches.next()
             with run.autocast:
-                _, loss = run.net(x, y)
+                _, loss = run.net(x, y, sentences=run.train_batches.sentence_ids(x))
             run.scaler.scale(loss / cfg.grad_accum).backward()
         loss_sum += loss.detach().float()
     if cfg.grad_clip > 0:

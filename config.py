@@ -356,6 +356,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     sentence_starts: bool = True  # training windows begin at a sentence's <bos>
     shuffle_sentences: bool = True  # a training window's sentences are drawn at random
+    isolate_sentences: bool = False  # a token attends only to its own sentence of the window
     resume: bool = False
     overwrite: bool = False
     time_budget: float = 0.0  # minutes; 0 = train for max_iters
@@ -398,6 +399,10 @@ TRAIN_HELP = {
                          "with the sentences that follow the first one in train.bin: the model "
                          "learns sentences, not the corpus's order (with --sentence-starts; "
                          "--no-shuffle-sentences: in corpus order)",
+    "isolate_sentences": "in training and evaluation windows, a token attends only to the "
+                         "tokens of its own sentence (from its <bos>): each sentence is learnt "
+                         "as it is scored and used, on its own (--no-isolate-sentences: "
+                         "attention spans the whole window)",
     "resume": "continue from OUT_DIR/last.pt (flags not given keep the checkpoint's values)",
     "overwrite": "train afresh into an OUT_DIR that holds a model; the old files are replaced "
                  "only once the new run has passed its first evaluation",
@@ -412,6 +417,8 @@ TRAIN_PRESETS: dict[str, dict] = {
     # Chosen by scripts/sweep_quick.py on the bundled corpus (docs/QUICK_RUN.md): 1,500
     # compiled iterations took 17 % longer than 1,200 uncompiled and gained 0.02–0.03 bits
     # per character on natural Tatar; Muon (tatargpt/muon.py) gained another 0.02–0.04.
+    # --isolate-sentences gained 0.026 on val but not on natural text, cost 8 % of the speed,
+    # and a 200-iteration model of it fell into a loop of one word: not taken (QUICK_RUN.md).
     "tiny": dict(
         max_iters=1500, eval_interval=250, eval_iters=10, batch_size=16, grad_accum=1,
         lr=3e-3, min_lr=3e-4, warmup_iters=20, patience=3, optimizer="muon",

@@ -159,7 +159,7 @@ class CausalSelfAttention(nn.Module):
         return q, k, v
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None,
-                pos: int = 0) -> torch.Tensor:
+                pos: int = 0, same_sentence: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x, pos)
         if kv_cache is not None:
@@ -174,12 +174,16 @@ class CausalSelfAttention(nn.Module):
         gqa = self.n_kv_head != self.n_head
         dropout = self.attn_dropout if self.training else 0.0
         plain_causal = pos == 0 and T == S and (self.window is None or self.window >= T)
+        if same_sentence is not None:
+            plain_causal = False
         if self.use_sdpa and (plain_causal or T == 1):
             # Fused kernels (FlashAttention / memory-efficient where the backend has them).
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout,
                                                is_causal=plain_causal and T > 1, enable_gqa=gqa)
         else:
             mask = attention_mask(S - T, T, S, self.window, x.device)  # (T, S)
+            if same_sentence is not None:
+                mask = mask & same_sentence  # (B, 1, T, S): and only within its sentence
             if self.use_sdpa:
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                    enable_gqa=gqa)
@@ -234,8 +238,8 @@ class Block(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor, kv_cache: KVCache | None = None,
-                pos: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), kv_cache, pos)
+                pos: int = 0, same_sentence: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), kv_cache, pos, same_sentence)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -319,12 +323,14 @@ class GPT(nn.Module):
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
                 kv_cache: KVCache | None = None, pos: int = 0,
-                all_logits: bool = False):
+                all_logits: bool = False, sentences: torch.Tensor | None = None):
         """idx (B, T) token ids → (logits, loss).
 
         With targets: logits (B, T, V) and the mean cross-entropy. Without: logits of the last
         position only (B, 1, V), or of all positions with `all_logits=True`.
         `kv_cache`/`pos`: the tokens are at positions pos…pos+T−1 of a cached sequence.
+        `sentences` (B, T): which sentence of its window each token belongs to; a token then
+        attends only to the tokens of its own sentence, as if each sentence were alone.
         """
         B, T = idx.shape
         if pos + T > self.config.block_size:
@@ -336,12 +342,17 @@ class GPT(nn.Module):
         if self.wpe is not None:
             x = x + self.wpe(torch.arange(pos, pos + T, device=idx.device))
         x = self.drop(x)
+        same = None
+        if sentences is not None:
+            if kv_cache is not None or pos:
+                raise ValueError("sentences= is for whole windows, not cached generation")
+            same = (sentences.unsqueeze(2) == sentences.unsqueeze(1)).unsqueeze(1)  # (B,1,T,T)
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training and kv_cache is None:
                 # Keep only the block's input; recompute its activations during backward.
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, None, 0, same, use_reentrant=False)
             else:
-                x = block(x, kv_cache, pos)
+                x = block(x, kv_cache, pos, same)
         x = self.ln_f(x)
 
         if targets is not None:

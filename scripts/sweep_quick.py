@@ -47,6 +47,7 @@ OLD_TINY = ["--norm", "layernorm", "--mlp", "gelu", "--ffn-hidden", "512", "--op
 BEFORE = [*OLD_TINY, "--max-iters", "1200", "--eval-interval", "200"]
 RUNS = {
     "quick settings": (4096, [], ["--compile"]),
+    "quick settings + isolated sentences": (4096, [], ["--compile", "--isolate-sentences"]),
     "LayerNorm + GELU + AdamW (the quick settings before)": (4096, [], ["--compile", *OLD_TINY]),
     "LayerNorm + GELU + AdamW + weight decay 0": (4096, [], ["--compile", *OLD_TINY,
                                                              "--weight-decay", "0"]),

@@ -531,7 +531,7 @@ def maybe_compile(model: GPT, cfg: config.TrainConfig, batches, autocast, log):
         compiled = torch.compile(model)
         x, y = batches.next(np.random.default_rng(0))
         with autocast:
-            _, loss = compiled(x, y)
+            _, loss = compiled(x, y, sentences=batches.sentence_ids(x))
         loss.backward()
         model.zero_grad(set_to_none=True)
         return compiled
@@ -697,7 +697,7 @@ def estimate_duration(run: Run, eval_batches: int) -> None:
     def micro_step() -> None:
         x, y = run.train_batches.next(np.random.default_rng(0))
         with run.autocast:
-            _, loss = model(x, y)
+            _, loss = model(x, y, sentences=run.train_batches.sentence_ids(x))
         loss.backward()
 
     for _ in range(2):  # warm-up: allocations, kernel choices and the optimizer state

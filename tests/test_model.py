@@ -235,6 +235,35 @@ def test_window_at_least_the_context_is_no_window(attention):
                                rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("variant", ["default", "math", "llama-like"])
+def test_isolated_sentences_are_predicted_as_if_alone(variant):
+    """sentences= (03_train.py --isolate-sentences): every sentence of a window is predicted
+    as it would be alone at position 0 (RoPE sees only relative positions); without it, the
+    later sentences see the ones before them."""
+    model = lively(build(tiny(**VARIANTS[variant])))
+    parts = [tokens(1, n, seed=n) for n in (9, 12, 11)]
+    window = torch.cat(parts, dim=1)
+    sentences = torch.cat([torch.full((1, p.size(1)), i) for i, p in enumerate(parts)], dim=1)
+    isolated, _ = model(window, all_logits=True, sentences=sentences)
+    together, _ = model(window, all_logits=True)
+    start = 0
+    for part in parts:
+        alone, _ = model(part, all_logits=True)
+        end = start + part.size(1)
+        torch.testing.assert_close(isolated[:, start:end], alone, rtol=1e-5, atol=1e-4)
+        assert start == 0 or not torch.allclose(together[:, start:end], alone, atol=1e-3)
+        start = end
+    # The same in training, with gradient checkpointing.
+    ckpt = GPT(replace(model.config, gradient_checkpointing=True)).train()
+    ckpt.load_state_dict(model.state_dict())
+    targets = tokens(1, window.size(1), seed=5)
+    torch.testing.assert_close(ckpt(window, targets, sentences=sentences)[1],
+                               model.train()(window, targets, sentences=sentences)[1])
+    with pytest.raises(ValueError, match="whole windows"):
+        model(window[:, :4], kv_cache=KVCache(model.config, 1, window.device, torch.float32),
+              sentences=sentences[:, :4])
+
+
 # ---------------------------------------------------------------------------
 # KV cache and generation
 # ---------------------------------------------------------------------------

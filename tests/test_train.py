@@ -946,6 +946,13 @@ def test_shuffled_windows_hold_whole_sentences_in_a_random_order(tmp_path):
         firsts = [sentences.index(list(p)) for p in parts[:-1]]
         in_order += all(b == a + 1 for a, b in pairwise(firsts))
     assert in_order < 4  # in corpus order only by chance
+    assert shuffled.sentence_ids(x) is None  # attention spans the window
+    isolated = train_mod.Batches(path, T, 16, cpu, seed=0, bos_id=bos, shuffle=True,
+                                 isolate_at=bos)  # --isolate-sentences
+    ids = isolated.sentence_ids(x)
+    for row, sentence in zip(x.tolist(), ids.tolist(), strict=True):
+        starts = [i for i, t in enumerate(row) if t == bos]
+        assert sentence == [sum(s <= i for s in starts) for i in range(T)]
     plain = train_mod.Batches(path, T, 16, cpu, seed=0, bos_id=bos)
     x, _ = plain.next()
     data = np.fromfile(path, dtype=np.uint16)
