@@ -446,10 +446,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return train(cfg, shape, explicit, dist, estimate)
 
+    exit_code = 1
     try:
-        return utils.run_cli(work, "training had not begun, so nothing was written")
+        exit_code = utils.run_cli(work, "training had not begun, so nothing was written")
+        return exit_code
     finally:
-        dist.teardown()
+        dist.teardown(finished=exit_code == 0)
 
 
 if __name__ == "__main__":

@@ -209,9 +209,21 @@ class Dist:
         torch.distributed.all_gather_object(out, obj)
         return out
 
-    def teardown(self) -> None:
-        if self.enabled and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+    def teardown(self, finished: bool) -> None:
+        """Leave the process group. After a run that finished on this rank, first wait until
+        every rank has finished (a barrier), so that no process closes its connections and
+        exits while another still sends to it or writes its checkpoint. A rank that failed
+        leaves at once: torchrun then stops the others."""
+        if not (self.enabled and torch.distributed.is_initialized()):
+            return
+        if finished:
+            try:
+                torch.distributed.barrier(
+                    device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            except RuntimeError as err:  # another rank is gone; torchrun reports its failure
+                print(f"rank {self.rank}: another process left before the end ({err})",
+                      file=sys.stderr)
+        torch.distributed.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------
