@@ -48,6 +48,7 @@ from model import GPT
 from tatargpt import devices, fileio, scoring
 from tatargpt import training_run as tr
 from tatargpt.muon import Muon, MuonAdamW
+from tatargpt.weight_average import WeightAverage
 
 # -- Data: windows of tokens, memory-mapped -------------------------------------------------------
 
@@ -268,7 +269,8 @@ def build_run(cfg: config.TrainConfig, model_cfg: config.ModelConfig, dist: tr.D
     return tr.Run(cfg, model_cfg, dist, device, dtype, dtype_why, model, net,
                make_optimizer(model, cfg, device, dtype), make_scaler(device, dtype), autocast,
                train_batches, val_batches, meta, tokenizer.hash, stats, files, log,
-               tr.Progress(), started)
+               tr.Progress(), started,
+               average=WeightAverage(model, cfg.ema) if cfg.ema > 0 else None)
 
 
 # -- Training: one step, and the loop -------------------------------------------------------------
@@ -297,6 +299,8 @@ def train_step(run: tr.Run) -> torch.Tensor:
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.optimizer.zero_grad(set_to_none=True)
+    if run.average is not None:
+        run.average.update(run.progress.it)
     run.in_step = False
     return loss_sum / cfg.grad_accum
 
@@ -307,8 +311,9 @@ def evaluate_and_save(run: tr.Run) -> bool:
     start, p, cfg = time.perf_counter(), run.progress, run.cfg
     metrics, improved, stop = {}, False, False
     if run.dist.master:
-        metrics = evaluate(run.model, {"train": run.train_batches, "val": run.val_batches},
-                           cfg, run.autocast, run.meta, run.stop)
+        with run.average.swapped_in() if run.average else nullcontext():
+            metrics = evaluate(run.model, {"train": run.train_batches, "val": run.val_batches},
+                               cfg, run.autocast, run.meta, run.stop)
         improved = metrics["val_loss"] < p.best_val
         if improved:
             p.best_val, p.bad_evals = metrics["val_loss"], 0

@@ -74,6 +74,7 @@ def load_model(path: str | Path = DEFAULT_CHECKPOINT, device: str | torch.device
     else:
         ckpt = load_checkpoint(path)
         ckpt.pop("optimizer", None)
+        ckpt.pop("trained_weights", None)  # --ema: "model" is the average, the one to use
         state = ckpt.pop("model", None)
     try:
         cfg = config.ModelConfig.from_dict(ckpt["model_config"])

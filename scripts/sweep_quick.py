@@ -39,21 +39,28 @@ from tatargpt.corpus_sources import DEFAULT_SAMPLE_DIR  # noqa: E402
 
 # name: (vocabulary size, 02_train_tokenizer.py flags, 03_train.py flags on top of the quick
 # preset's settings). The first is the quick run itself (run_pipeline.sh --quick compiles the
-# model); each other changes one or two things. OLD_TINY: the tiny preset before this release
-# (LayerNorm, GELU, AdamW), on top of which every run below the first six was measured.
-# BEFORE: that, with the quick settings of the release before (3,072 tokens, 1,200
-# iterations, not compiled).
-OLD_TINY = ["--norm", "layernorm", "--mlp", "gelu", "--ffn-hidden", "512", "--optimizer", "adamw"]
+# model); each other changes one or two things. NO_EMA: the quick settings of the two releases
+# before this one (no average of the weights), on top of which the next six runs were
+# measured. OLD_TINY: the tiny preset before those (LayerNorm, GELU, AdamW), on top of which
+# every run below them was measured. BEFORE: that, with the quick settings of the release
+# before (3,072 tokens, 1,200 iterations, not compiled).
+NO_EMA = ["--ema", "0"]
+OLD_TINY = ["--norm", "layernorm", "--mlp", "gelu", "--ffn-hidden", "512", "--optimizer", "adamw",
+            *NO_EMA]
 BEFORE = [*OLD_TINY, "--max-iters", "1200", "--eval-interval", "200"]
 RUNS = {
     "quick settings": (4096, [], ["--compile"]),
-    "quick settings + isolated sentences": (4096, [], ["--compile", "--isolate-sentences"]),
+    "quick settings without the weights' average": (4096, [], ["--compile", *NO_EMA]),
+    "quick settings + average decay 0.995": (4096, [], ["--compile", "--ema", "0.995"]),
+    "quick settings + isolated sentences": (4096, [], ["--compile", "--isolate-sentences",
+                                                       *NO_EMA]),
     "LayerNorm + GELU + AdamW (the quick settings before)": (4096, [], ["--compile", *OLD_TINY]),
     "LayerNorm + GELU + AdamW + weight decay 0": (4096, [], ["--compile", *OLD_TINY,
                                                              "--weight-decay", "0"]),
-    "RMSNorm + SwiGLU + AdamW": (4096, [], ["--compile", "--optimizer", "adamw"]),
-    "quick settings + 4 layers": (4096, [], ["--compile", "--n-layer", "4"]),
-    "quick settings + 1800 iterations": (4096, [], ["--compile", "--max-iters", "1800"]),
+    "RMSNorm + SwiGLU + AdamW": (4096, [], ["--compile", "--optimizer", "adamw", *NO_EMA]),
+    "quick settings + 4 layers": (4096, [], ["--compile", "--n-layer", "4", *NO_EMA]),
+    "quick settings + 1800 iterations": (4096, [], ["--compile", "--max-iters", "1800",
+                                                    *NO_EMA]),
     "3072 tokens + 1200 iterations": (3072, [], BEFORE),
     "4096 tokens + 1200 iterations": (4096, [], BEFORE),
     "4096 tokens + compiled + 1200 iterations": (4096, [], ["--compile", *BEFORE]),

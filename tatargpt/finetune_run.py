@@ -60,7 +60,8 @@ class Staging:
                   before: dict) -> None:
         """The model as it is now, LoRA merged in: a checkpoint every tool loads."""
         state = lora.merged_state_dict(model)
-        keep = {k: v for k, v in base.items() if k not in ("model", "optimizer", "metrics")}
+        keep = {k: v for k, v in base.items()
+                if k not in ("model", "trained_weights", "optimizer", "metrics")}
         fileio.atomic_save({
             **keep,
             "model": state,

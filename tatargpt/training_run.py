@@ -39,6 +39,7 @@ from model import GPT
 from tatargpt import budget, checkpoints, devices, fileio, scoring, tokenization
 from tatargpt.cli import add_flag
 from tatargpt.errors import UserError
+from tatargpt.weight_average import WeightAverage
 
 # ---------------------------------------------------------------------------
 # Command line: one flag per TrainConfig field, and one per ModelConfig field
@@ -143,6 +144,9 @@ def check_train_config(cfg: config.TrainConfig) -> None:
                         f"{cfg.beta2}")
     if cfg.patience < 0 or cfg.warmup_iters < 0 or cfg.lr_decay_iters < 0:
         raise UserError("--patience, --warmup-iters and --lr-decay-iters must be ≥ 0")
+    if not (math.isfinite(cfg.ema) and 0 <= cfg.ema < 1):
+        raise UserError(f"--ema is the decay of the weights' average: at least 0 (off) and "
+                        f"below 1, e.g. 0.99; got {cfg.ema}")
     if cfg.resume and cfg.overwrite:
         raise UserError("--resume continues the run in --out-dir and --overwrite starts "
                         "a new one there: choose one of them")
@@ -612,6 +616,7 @@ class Run:
     in_step: bool = False  # True while parameters are being updated (not a state to save)
     stop: GracefulStop | None = None
     budget: BudgetClock = field(default_factory=BudgetClock)
+    average: WeightAverage | None = None  # --ema: the averaged weights, evaluated and saved
 
     @property
     def tokens_per_iter(self) -> int:
@@ -631,7 +636,9 @@ def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
     ranks = run.dist.gather((rng, data_rng)) if gather else [(rng, data_rng)]
     return {
         "format": checkpoints.CHECKPOINT_FORMAT,
-        "model": run.model.state_dict(),
+        # With --ema the model later stages load is the average; training goes on from its own.
+        "model": run.average.state_dict() if run.average else run.model.state_dict(),
+        "trained_weights": run.model.state_dict() if run.average else None,
         "model_config": run.model_cfg.to_dict(),
         "train_config": run.cfg.to_dict(),
         "tokenizer_hash": run.tokenizer_hash,
@@ -664,8 +671,10 @@ def checkpoint_state(run: Run, metrics: dict, gather: bool = True) -> dict:
 def restore(run: Run, state: dict) -> None:
     """Put a resumed run back exactly where last.pt left it."""
     try:
-        run.model.load_state_dict(state["model"])
+        run.model.load_state_dict(state.get("trained_weights") or state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
+        if run.average is not None:  # a checkpoint saved without --ema: the average starts here
+            run.average.load_state_dict(state["model"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise UserError(
             f"{run.files.last} holds a model or optimizer of another shape than this run "

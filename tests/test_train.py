@@ -26,6 +26,7 @@ import utils
 from conftest import load_script
 from model import GPT
 from tatargpt import checkpoints, devices, tokenization, training_run
+from tatargpt.weight_average import WeightAverage
 
 ROOT = Path(__file__).resolve().parent.parent
 train_mod = load_script("03_train.py")
@@ -85,9 +86,11 @@ def test_same_seed_same_losses_and_resume_is_exact(tiny_data, tmp_path, optimize
     resumed = dict(losses(halves))  # also logs step 6, where the first half ended
     assert [(it, resumed[it]) for it, _ in losses(straight)] == losses(straight)
     assert evals(straight)[-1]["val_loss"] == evals(halves)[-1]["val_loss"]
-    a = torch.load(straight / "last.pt", weights_only=True)["model"]
-    b = torch.load(halves / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    a = torch.load(straight / "last.pt", weights_only=True)
+    b = torch.load(halves / "last.pt", weights_only=True)
+    assert a["train_config"]["ema"] > 0  # the tiny preset's: the average resumes exactly too
+    for key in ("model", "trained_weights"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key])
 
 
 def test_checkpoint_round_trip_through_load_model(tiny_data, tmp_path):
@@ -434,6 +437,65 @@ def test_muon_steps_the_block_matrices_and_adamw_the_rest():
     assert all(not torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
     with pytest.raises(ValueError, match="not Muon"):
         opt.load_state_dict(torch.optim.AdamW(model.parameters()).state_dict())
+
+
+def test_weight_average_follows_the_weights_and_swaps_in_and_out():
+    model = GPT(config.get_preset("tiny", vocab_size=64))
+    params = list(model.parameters())
+    start = [p.detach().clone() for p in params]
+    avg = WeightAverage(model, decay=0.5)
+    # The decay starts low (the random initial weights fade fast) and grows to `decay`.
+    assert avg.decay_at(0) == pytest.approx(0.1) and avg.decay_at(100) == 0.5
+    assert WeightAverage(model, 0.99).decay_at(10_000) == 0.99
+    with torch.no_grad():
+        for p in params:
+            p.add_(1.0)
+    avg.update(0)  # 0.1 · start + 0.9 · (start + 1)
+    avg.update(100)  # 0.5 · that + 0.5 · (start + 1)
+    expected = [w + 0.95 for w in start]
+    assert all(torch.allclose(a, e) for a, e in zip(avg.average, expected, strict=True))
+    trained = [p.detach().clone() for p in params]
+    with avg.swapped_in():
+        assert all(torch.equal(p, e) for p, e in zip(params, avg.average, strict=True))
+    assert all(torch.equal(p, t) for p, t in zip(params, trained, strict=True))
+    # The state dict has the model's keys (the tied LM head too) holding the average …
+    state = avg.state_dict()
+    assert state.keys() == model.state_dict().keys()
+    assert torch.allclose(state["lm_head.weight"], start[0] + 0.95)
+    assert torch.equal(state["lm_head.weight"], state["wte.weight"])
+    # … and loads back into an average.
+    other = WeightAverage(model, decay=0.5)
+    other.load_state_dict(state)
+    assert all(torch.equal(a, b) for a, b in zip(other.average, avg.average, strict=True))
+
+
+def test_ema_evaluates_and_saves_the_average_and_trains_as_without(tiny_data, tmp_path):
+    plain, averaged = tmp_path / "plain", tmp_path / "ema"
+    common = ["--max-iters", "8", "--eval-interval", "8", "--block-size", "64"]
+    assert run_train(tiny_data, plain, *common, "--ema", "0") == 0
+    assert run_train(tiny_data, averaged, *common, "--ema", "0.9") == 0
+    a = torch.load(plain / "best_model.pt", weights_only=True)
+    b = torch.load(averaged / "best_model.pt", weights_only=True)
+    assert a["trained_weights"] is None and b["train_config"]["ema"] == 0.9
+    # Averaging changes nothing in training: the same steps, the same weights …
+    assert all(torch.equal(a["model"][k], b["trained_weights"][k]) for k in a["model"])
+    assert [r["loss"] for r in read_log(plain) if r["type"] == "train"] == \
+        [r["loss"] for r in read_log(averaged) if r["type"] == "train"]
+    # … but the checkpoint's model, the one every later stage loads, is their average, and it
+    # is the model that was evaluated.
+    assert not torch.equal(b["model"]["wte.weight"], b["trained_weights"]["wte.weight"])
+    model, _ = utils.load_model(averaged / "best_model.pt")
+    assert torch.equal(model.wte.weight, b["model"]["wte.weight"])
+    cfg = config.get_train_config("tiny", **{k: v for k, v in b["train_config"].items()
+                                              if k != "preset"})
+    bos = b["meta"]["bos_id"]
+    processed = tiny_data.data_dir / "processed"
+    splits = {name: train_mod.Batches(processed / f"{name}.bin", 64, cfg.batch_size,
+                                      torch.device("cpu"), seed=cfg.seed, bos_id=bos)
+              for name in ("train", "val")}
+    metrics = train_mod.evaluate(model, splits, cfg, nullcontext(), b["meta"])
+    assert metrics["val_loss"] == pytest.approx(b["best_val_loss"], abs=1e-6)
+    assert b["best_val_loss"] != a["best_val_loss"]
 
 
 def test_the_device_is_read_once_per_logged_step(tiny_data, tmp_path, monkeypatch):
@@ -854,6 +916,7 @@ def test_a_corrupt_tokenizer_is_one_message(tiny_data, tmp_path, capsys):
     (["--weight-decay", "-1"], "--weight-decay must be a finite number ≥ 0"),
     (["--resume", "--overwrite"], "choose one of them"),
     (["--time-budget", "inf"], "--time-budget must be a finite number"),
+    (["--ema", "1"], "--ema is the decay of the weights' average"),
 ])
 def test_bad_numbers_are_refused(tiny_data, tmp_path, capsys, flags, message):
     assert run_train(tiny_data, tmp_path / "m", *flags) == 2
