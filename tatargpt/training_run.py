@@ -673,7 +673,7 @@ def restore(run: Run, state: dict) -> None:
     try:
         run.model.load_state_dict(state.get("trained_weights") or state["model"])
         run.optimizer.load_state_dict(state["optimizer"])
-        if run.average is not None:  # a checkpoint saved without --ema: the average starts here
+        if run.average is not None:  # the saved average (saved without --ema: the weights)
             run.average.load_state_dict(state["model"])
     except (RuntimeError, ValueError, KeyError) as e:
         raise UserError(
