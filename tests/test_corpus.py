@@ -8,6 +8,7 @@ share: the harmony rule, flipped suffixes, minimal pairs, the Tatar-letter share
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +156,80 @@ def test_the_sweep_table_bolds_the_better_model_of_each_pair():
     assert sweep.pair(0.9, 1.0, ".1%") == "90.0% | **100.0%**"
     assert sweep.pair(1.0, 1.0, ".1%") == "100.0% | 100.0%"
     assert sweep.main(["--sample-dir", "/no/such/folder"]) == 2
+
+
+def test_the_sweep_commands_in_the_docs_name_runs_it_has():
+    """Every `scripts/sweep_quick.py` command in README.md and docs/*.md parses, and its
+    --runs and --seeds are ones the script accepts: the tables' commands regenerate them."""
+    import shlex
+
+    sweep = load_script("scripts/sweep_quick.py")
+    parser = sweep.argparse.ArgumentParser()
+    sweep.cli.add_options(parser, sweep.Options)
+    found = 0
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for line in doc.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("python scripts/sweep_quick.py "):
+                continue
+            args = parser.parse_args(shlex.split(line)[2:])
+            names = [n.strip() for n in args.runs.split(",") if n.strip()]
+            unknown = [n for n in names if n not in sweep.RUNS]
+            assert not unknown, f"{doc.name}: unknown runs {unknown} in: {line}"
+            sweep.parse_seeds(args.seeds)
+            found += 1
+    assert found >= 5  # docs/QUICK_RUN.md regenerates each of its tables this way
+
+
+def test_the_sweep_averages_the_seeds_of_a_run(capsys, monkeypatch, tmp_path):
+    """scripts/sweep_quick.py --seeds: one row per seed, then the mean of the GPT's figures
+    (the n-gram's are the seed's own, the same in each), and the seed flag left out of it."""
+    sweep = load_script("scripts/sweep_quick.py")
+
+    def row(seed: int, bpc: float, natural: float, harmony: float, seconds: float) -> dict:
+        files = [{"path": "/x/natural.txt", "sentences": 10, "chars": 300, "pairs": 20,
+                  "gpt": {"bpc": natural, "harmony_accuracy": harmony},
+                  "ngram": {"bpc": 2.116, "harmony_accuracy": 0.99}}]
+        return {"name": f"quick settings, seed {seed}", "vocab": 4096,
+                "flags": ["--compile", "--seed", str(seed), "--ema", "0"],
+                "seconds": seconds, "iters": 1500, "best_iter": 1500, "params": 1_115_008,
+                "gpt_bpc": bpc, "ngram_bpc": 1.817, "gpt_harmony": harmony,
+                "ngram_harmony": 0.998, "tokens_per_word": 1.9, "eval_files": files,
+                "train_chars": 4_746_319}
+
+    rows = [row(1337, 1.668, 2.129, 0.995, 372.0), row(7, 1.678, 2.101, 0.985, 394.0)]
+    mean = sweep.mean_of_seeds("quick settings", rows)
+    assert mean["name"] == "quick settings: mean of 2 seeds"
+    assert mean["flags"] == ["--compile", "--ema", "0"]
+    assert mean["gpt_bpc"] == pytest.approx(1.673) and mean["seconds"] == pytest.approx(383.0)
+    assert mean["gpt_harmony"] == pytest.approx(0.99)
+    natural = mean["eval_files"][0]
+    assert natural["gpt"]["bpc"] == pytest.approx(2.115)
+    assert natural["ngram"] == {"bpc": 2.116, "harmony_accuracy": 0.99}
+    assert rows[0]["gpt_bpc"] == 1.668  # the seeds' own rows are left as they were
+    args = sweep.argparse.Namespace(runs="quick settings", seeds="1337,7", sample_dir="data/sample",
+                                    eval_file=[Path("natural.txt")], out="/tmp/q.md", preset="tiny")
+    table = sweep.render([*rows, mean], args)
+    assert "--seeds 1337,7" in table
+    line = next(x for x in table.splitlines() if x.startswith("| quick settings: mean"))
+    assert "| **1.673** | 1.817 |" in line and "| **2.115** | 2.116 |" in line
+    assert sweep.parse_seeds("1337, 7") == [1337, 7] and sweep.parse_seeds("") == []
+    # main: each run once per seed, with --seed S on top of its flags, then the mean row.
+    calls = []
+
+    def fake_run(name, vocab, tok_flags, flags, work, preset, eval_files):
+        calls.append((name, flags))
+        seed = int(flags[flags.index("--seed") + 1])
+        return {**row(seed, 1.6 + seed / 1000, 2.1, 0.99, 300.0), "name": name,
+                "flags": [*tok_flags, *flags]}
+
+    out = tmp_path / "sweep.md"
+    monkeypatch.setattr(sweep, "run", lambda cmd, log: None)  # 01_prepare_data.py: not needed
+    monkeypatch.setattr(sweep, "one_run", fake_run)
+    assert sweep.main(["--runs", "quick settings", "--seeds", "1,3", "--out", str(out)]) == 0
+    assert calls == [("quick settings, seed 1", ["--compile", "--seed", "1"]),
+                     ("quick settings, seed 3", ["--compile", "--seed", "3"])]
+    table = out.read_text(encoding="utf-8")
+    assert "| quick settings: mean of 2 seeds | " in table and "| **1.602** | 1.817 |" in table
+    for bad in ("7,x", "7,7", "-1"):
+        assert sweep.main(["--seeds", bad]) == 2
+        assert "--seeds" in capsys.readouterr().err
