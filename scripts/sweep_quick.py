@@ -61,6 +61,8 @@ RUNS = {
     "quick settings + learning rate down to 3e-5": (4096, [], ["--compile", "--min-lr", "3e-5"]),
     "quick settings with the average + 1800 iterations": (4096, [], ["--compile", "--max-iters",
                                                                      "1800"]),
+    "quick settings with the average + 2400 iterations": (4096, [], ["--compile", "--max-iters",
+                                                                     "2400"]),
     "quick settings at 3072 tokens": (3072, [], ["--compile"]),
     "quick settings at 3072 tokens + 1850 iterations": (3072, [], ["--compile", "--max-iters",
                                                                    "1850"]),
