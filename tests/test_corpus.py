@@ -164,8 +164,7 @@ def test_the_sweep_commands_in_the_docs_name_runs_it_has():
     import shlex
 
     sweep = load_script("scripts/sweep_quick.py")
-    parser = sweep.argparse.ArgumentParser()
-    sweep.cli.add_options(parser, sweep.Options)
+    parser = sweep.build_parser()
     found = 0
     for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for line in doc.read_text(encoding="utf-8").splitlines():
