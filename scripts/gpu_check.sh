@@ -10,7 +10,8 @@
 #
 #   bash scripts/gpu_check.sh                          # uses python3 (a GPU image's Python)
 #   TATARGPT_PYTHON=.venv/bin/python bash scripts/gpu_check.sh
-#   bash scripts/gpu_check.sh --device cpu --iters 30  # the same checks on a CPU, shortened
+#   bash scripts/gpu_check.sh --device cpu --iters 30 --finetune-iters 10
+#                                                      # the same checks on a CPU, shortened
 #
 # Logs go to GPU_CHECK_OUT (default: a temporary folder), bench.json among them.
 set -uo pipefail
@@ -23,10 +24,12 @@ case "$PY" in  # an absolute path: the checks run in other folders (not resolvin
 esac
 device=cuda
 iters=""  # training iterations of check 1 (default: the quick settings)
+finetune_iters=""  # its fine-tuning steps (default: 05_finetune.py's)
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) device="$2"; shift ;;
         --iters) iters="$2"; shift ;;
+        --finetune-iters) finetune_iters="$2"; shift ;;
         -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -95,6 +98,7 @@ pipeline() {
     cd "$repo" || return 1
     local args=(--quick --device "$device") extra=()
     [ -n "$iters" ] && args+=(--max-iters "$iters") && extra+=(--eval-interval "$iters")
+    [ -n "$finetune_iters" ] && args+=(--finetune-iters "$finetune_iters")
     # The quick run compiles the model; on a CPU this script checks its own logic, and
     # tests/test_pipeline.py covers the compiled run there.
     [ "$device" = cpu ] && extra+=(--no-compile)
