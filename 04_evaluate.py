@@ -20,9 +20,11 @@ Writes  models/eval.json   the figures below, with the checkpoint they belong to
    pairs each model knows is its harmony accuracy.
 3. Your own text (--eval-file, repeatable): the same two measurements on any UTF-8 file of
    Tatar sentences. val.txt is written in the same hand as train.txt; text from elsewhere
-   (news, chats, books) shows how well each model does on Tatar it has never seen. A file
-   that shares more than --max-overlap lines with train.txt is refused: a score on training
-   text says nothing about unseen text.
+   (news, chats, books) shows how well each model does on Tatar it has never seen. Its lines
+   that are also in train.txt are left out of both scores (a score on training text says
+   nothing about unseen text; short common sentences turn up in any two collections), and a
+   file with more than --max-overlap of them is refused: it was probably cut from the
+   training text.
 4. The tokenizer on the same sentences: tokens per word and the share of words that are a
    single token (a word inside a sentence is encoded with the space before it, as in text).
 """
@@ -63,8 +65,9 @@ class Options:
     batch_size: int = option(32, "sentences per GPT forward pass", "N")
     eval_file: list[Path] = option([], "also score this UTF-8 text, one sentence a line "
                                        "(repeatable)", "PATH")
-    max_overlap: int = option(5, "refuse an --eval-file with more than N lines that are also "
-                                 "in train.txt", "N")
+    max_overlap: int | None = option(None, "refuse an --eval-file with more than N lines that "
+                                          "are also in train.txt (those are never scored)", "N",
+                                     shown="5, or 2%% of the file's lines when that is more")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 2 <= args.order <= 7:
         parser.error(f"--order must be 2 to 7, got {args.order}")
-    if args.max_overlap < 0:
+    if args.max_overlap is not None and args.max_overlap < 0:
         parser.error(f"--max-overlap must be 0 or more, got {args.max_overlap}")
     if min(args.max_sentences, args.max_pairs, args.ngram_max_chars, args.batch_size) < 1:
         parser.error("--max-sentences, --max-pairs, --ngram-max-chars and --batch-size must "
@@ -99,9 +102,17 @@ def spread(lines: list[str], limit: int, size=lambda line: 1) -> list[str]:
     return lines[::step]
 
 
-def read_eval_file(path: Path, train: set[str], max_overlap: int) -> list[str]:
-    """The sentences of an --eval-file, refused when it holds more than `max_overlap` lines of
-    train.txt (the model has seen those: their score would flatter it)."""
+def overlap_limit(lines: int, max_overlap: int | None) -> int:
+    """How many lines of an --eval-file may also be in train.txt: --max-overlap, or by default
+    5, or 2 % of the lines when that is more (a few thousand natural sentences share some short
+    common ones, «Яңгыр ява башлады.», with any corpus)."""
+    return max(5, lines // 50) if max_overlap is None else max_overlap
+
+
+def read_eval_file(path: Path, train: set[str], max_overlap: int | None) -> tuple[list[str], int]:
+    """The sentences of an --eval-file that are not in train.txt, and how many were left out
+    because they are (the model has seen those: their score would flatter it); refused when
+    more lines than overlap_limit() are."""
     if not path.is_file():
         raise utils.UserError(f"--eval-file {path}: no such file. Give a UTF-8 text file with "
                               f"one Tatar sentence a line")
@@ -114,13 +125,19 @@ def read_eval_file(path: Path, train: set[str], max_overlap: int) -> list[str]:
     if not sentences:
         raise utils.UserError(f"--eval-file {path} holds no sentences: give one sentence a line")
     seen = [s for s in sentences if s in train]
-    if len(seen) > max_overlap:
+    limit = overlap_limit(len(sentences), max_overlap)
+    if len(seen) > limit:
         raise utils.UserError(
             f"--eval-file {path}: {len(seen):,} of its {len(sentences):,} lines are also in "
-            f"train.txt (for example «{seen[0][:60]}»), and the model was trained on them: a "
-            f"score on training text says nothing about unseen Tatar. Remove those lines, or "
-            f"allow them with --max-overlap {len(seen)}")
-    return sentences
+            f"train.txt (for example «{seen[0][:60]}»), more than the {limit:,} allowed: the "
+            f"model was trained on them, and a score on training text says nothing about "
+            f"unseen Tatar. Give text from elsewhere, or score the other lines with "
+            f"--max-overlap {len(seen)} (lines of train.txt are always left out)")
+    kept = [s for s in sentences if s not in train]
+    if not kept:
+        raise utils.UserError(f"--eval-file {path}: every line is also in train.txt; give text "
+                              f"the model has not been trained on")
+    return kept, len(seen)
 
 
 def text_sha(sentences: list[str]) -> str:
@@ -201,10 +218,9 @@ def evaluate(args: argparse.Namespace) -> dict:
     ngram_s = time.perf_counter() - t0
     v = score(model, tokenizer, lm, val, args)
     eval_files = []
-    for path, sentences in own.items():
+    for path, (sentences, overlap) in own.items():
         r = score(model, tokenizer, lm, sentences, args)
-        eval_files.append({"path": str(path), "train_overlap": sum(s in train_set
-                                                                  for s in sentences),
+        eval_files.append({"path": str(path), "train_overlap": overlap,
                            **{k: r[k] for k in ("sentences", "chars", "sha256", "gpt",
                                                 "ngram", "beats_ngram_bpc")},
                            "pairs": r["harmony"]["pairs"]})
@@ -277,6 +293,9 @@ def print_report(result: dict, out: Path) -> None:
             print(f"{Path(f['path']).name[:33]:<33}{f['sentences']:>10,}{f['chars']:>9,}"
                   f"{f['gpt']['bpc']:>9.3f}{f['ngram']['bpc']:>9.3f}{f['pairs']:>7,}"
                   f"{f['gpt']['harmony_accuracy']:>8.1%}{f['ngram']['harmony_accuracy']:>8.1%}")
+            if f["train_overlap"]:
+                print(f"  ({f['train_overlap']:,} of its lines are also in train.txt: left out "
+                      f"of both scores)")
     verdict = "beats" if result["beats_ngram_bpc"] else "does NOT beat"
     print(f"\nThe GPT {verdict} the {order}-gram baseline on val bits per character.")
     for ex in result["harmony"]["examples"][:3]:

@@ -149,10 +149,37 @@ def test_an_eval_file_from_train_txt_is_refused(tiny_checkpoint, tmp_path, capsy
     assert not (tmp_path / "e.json").exists()
     assert evaluate_mod.main(args + ["--max-overlap", "8"]) == 0
     result = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))
-    assert result["eval_files"][0]["train_overlap"] == 8
+    # Allowed, the lines of train.txt are still left out: only the unwritten one is scored.
+    [own] = result["eval_files"]
+    assert (own["train_overlap"], own["sentences"]) == (8, 1)
+    assert own["chars"] == len("Бу җөмлә беркайчан да язылмаган иде, ахры.") + 1
     (tmp_path / "latin.txt").write_bytes("Казан\n".encode("cp1251"))
     assert evaluate_mod.main(args[:-1] + [str(tmp_path / "latin.txt")]) == 2
     assert "is not UTF-8 text" in capsys.readouterr().err
+
+
+def test_a_long_eval_file_may_share_two_percent_of_its_lines_left_out(tiny_checkpoint,
+                                                                      tmp_path, capsys):
+    """Natural text shares a few short common sentences with any corpus: by default 2 % of a
+    long file's lines (at least 5) may be in train.txt, and they are not scored."""
+    processed = tiny_checkpoint.data_dir / "processed"
+    train = (processed / "train.txt").read_text(encoding="utf-8").splitlines()
+    val = (processed / "val.txt").read_text(encoding="utf-8").splitlines()[:294]
+    assert len(val) == 294
+    mine = tmp_path / "mine.txt"
+    args = ["--checkpoint", str(tiny_checkpoint.checkpoint), "--tokenizer",
+            str(tiny_checkpoint.tokenizer_dir), "--data-dir", str(tiny_checkpoint.data_dir),
+            "--out", str(tmp_path / "e.json"), "--device", "cpu", "--max-pairs", "20",
+            "--max-sentences", "40", "--eval-file", str(mine)]
+    mine.write_text("\n".join(val + train[:7]) + "\n", encoding="utf-8")  # 7 of 301 > 2 %
+    assert evaluate_mod.main(args) == 2
+    assert "7 of its 301 lines are also in train.txt" in capsys.readouterr().err
+    mine.write_text("\n".join(val + train[:6]) + "\n", encoding="utf-8")  # 6 of 300 = 2 %
+    assert evaluate_mod.main(args) == 0
+    [own] = json.loads((tmp_path / "e.json").read_text(encoding="utf-8"))["eval_files"]
+    assert (own["train_overlap"], own["sentences"]) == (6, 294)
+    assert own["chars"] == sum(len(s) + 1 for s in val)
+    assert "6 of its lines are also in train.txt: left out" in capsys.readouterr().out
 
 
 def test_the_checklist_row_reads_eval_json_and_refuses_a_stale_one(evaluated, tiny_checkpoint,
